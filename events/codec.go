@@ -1,0 +1,141 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"gpt-load/domain"
+)
+
+// Envelope headers. nats.go headers are case-sensitive: always use these constants.
+const (
+	hdrType   = "Gl-Type"
+	hdrSchema = "Gl-Schema"
+	hdrTime   = "Gl-Time"
+	hdrNode   = "Gl-Node"
+	hdrActor  = "Gl-Actor"
+	hdrEnc    = "Gl-Enc" // "aes-gcm" when key values inside the payload are encrypted
+	encAESGCM = "aes-gcm"
+)
+
+// eventSubjects are the subjects of the domain-event stream. One aggregate is one subject
+// prefix (see prefix), so a guard can name all its events. The request-log stream has
+// gl.reqlog.> beside them.
+var eventSubjects = []string{"gl.settings.>", "gl.groups.>", "gl.keys.>", "gl.health.>"}
+
+// Event is an event read from the log: the envelope and the decoded fact.
+type Event struct {
+	ID      string
+	Type    string
+	Schema  int
+	Subject string
+	Meta    domain.Meta
+	Fact    domain.Fact
+}
+
+// prefix is the subject prefix of an aggregate; its guard is prefix + ".>".
+func prefix(a domain.Aggregate) string {
+	switch a.Kind {
+	case domain.AggSettings:
+		return "gl.settings"
+	case domain.AggGroups:
+		return "gl.groups"
+	case domain.AggKeys:
+		return "gl.keys." + strconv.FormatUint(a.GroupID, 10)
+	case domain.AggHealth:
+		return "gl.health." + strconv.FormatUint(a.GroupID, 10)
+	}
+	panic("events: unknown aggregate")
+}
+
+func guard(a domain.Aggregate) string { return prefix(a) + ".>" }
+
+func subject(a domain.Aggregate, name string) string {
+	return prefix(a) + "." + strings.ReplaceAll(name, ".", "_")
+}
+
+// codec turns facts into messages and back.
+type codec struct {
+	reg    *registry
+	cipher *Cipher
+	node   string
+}
+
+func (c *codec) encode(f domain.Fact, id, actor string, at time.Time) (*nats.Msg, error) {
+	k, err := c.reg.of(f)
+	if err != nil {
+		return nil, err
+	}
+	enc := false
+	if ka, ok := f.(domain.KeysAdded); ok && c.cipher.Enabled() {
+		sealed := domain.KeysAdded{GroupID: ka.GroupID, Keys: make([]domain.NewKey, len(ka.Keys))}
+		for i, nk := range ka.Keys {
+			v, err := c.cipher.Encrypt(nk.Value)
+			if err != nil {
+				return nil, fmt.Errorf("encrypt key value: %w", err)
+			}
+			sealed.Keys[i] = domain.NewKey{Value: v, Hash: nk.Hash}
+		}
+		f, enc = sealed, true
+	}
+	body, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", k.name, err)
+	}
+	msg := nats.NewMsg(subject(domain.AggregateOf(f), k.name))
+	msg.Data = body
+	msg.Header.Set(nats.MsgIdHdr, id)
+	msg.Header.Set(hdrType, k.name)
+	msg.Header.Set(hdrSchema, strconv.Itoa(k.schema))
+	msg.Header.Set(hdrTime, at.UTC().Format(time.RFC3339Nano))
+	msg.Header.Set(hdrNode, c.node)
+	msg.Header.Set(hdrActor, actor)
+	if enc {
+		msg.Header.Set(hdrEnc, encAESGCM)
+	}
+	return msg, nil
+}
+
+// decode reads a stored message. An event it cannot read is an error: the projection stops
+// rather than skip a fact.
+func (c *codec) decode(subj string, h nats.Header, data []byte, seq uint64) (Event, error) {
+	ev := Event{ID: h.Get(nats.MsgIdHdr), Type: h.Get(hdrType), Subject: subj}
+	ev.Meta = domain.Meta{Seq: seq, Node: h.Get(hdrNode), Actor: h.Get(hdrActor)}
+	k, ok := c.reg.byName[ev.Type]
+	if !ok {
+		return ev, fmt.Errorf("event %d: unknown type %q (written by a newer version?)", seq, ev.Type)
+	}
+	var err error
+	if ev.Schema, err = strconv.Atoi(h.Get(hdrSchema)); err != nil || ev.Schema < 1 {
+		return ev, fmt.Errorf("event %d (%s): bad schema version %q", seq, ev.Type, h.Get(hdrSchema))
+	}
+	if ev.Schema > k.schema {
+		return ev, fmt.Errorf("event %d (%s): schema %d is newer than this version reads (%d)", seq, ev.Type, ev.Schema, k.schema)
+	}
+	if ev.Meta.Time, err = time.Parse(time.RFC3339Nano, h.Get(hdrTime)); err != nil {
+		return ev, fmt.Errorf("event %d (%s): bad time: %w", seq, ev.Type, err)
+	}
+	if ev.Fact, err = k.decode(data); err != nil {
+		return ev, fmt.Errorf("event %d (%s): %w", seq, ev.Type, err)
+	}
+	if h.Get(hdrEnc) == encAESGCM {
+		ka, ok := ev.Fact.(domain.KeysAdded)
+		if !ok {
+			return ev, fmt.Errorf("event %d (%s): unexpected encrypted payload", seq, ev.Type)
+		}
+		if !c.cipher.Enabled() {
+			return ev, fmt.Errorf("event %d (%s): key values are encrypted but ENCRYPTION_KEY is not set", seq, ev.Type)
+		}
+		for i := range ka.Keys {
+			if ka.Keys[i].Value, err = c.cipher.Decrypt(ka.Keys[i].Value); err != nil {
+				return ev, fmt.Errorf("event %d (%s): %w", seq, ev.Type, err)
+			}
+		}
+	}
+	return ev, nil
+}

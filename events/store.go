@@ -1,0 +1,240 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"gpt-load/domain"
+)
+
+// Stream names. They are part of the data: renaming one starts an empty log.
+const (
+	EventsStream = "GL_EVENTS"
+	ReqLogStream = "GL_REQLOG"
+	reqLogSubj   = "gl.reqlog.>"
+)
+
+// ErrConflict means the aggregate moved on since the state the command was decided on.
+var ErrConflict = errors.New("events: aggregate changed concurrently")
+
+// StoreConfig configures the streams.
+type StoreConfig struct {
+	Node     string  // recorded in every event
+	Replicas int     // 1 embedded, 3 in a cluster
+	Cipher   *Cipher // encrypts key values inside events
+	// Request-log stream bounds: it is a buffer in front of SQL, not a record.
+	ReqLogMaxAge   time.Duration
+	ReqLogMaxBytes int64
+}
+
+func (c *StoreConfig) setDefaults() {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.ReqLogMaxAge == 0 {
+		c.ReqLogMaxAge = 72 * time.Hour
+	}
+	if c.ReqLogMaxBytes == 0 {
+		c.ReqLogMaxBytes = 1 << 30
+	}
+	if c.Cipher == nil {
+		c.Cipher = &Cipher{}
+	}
+}
+
+// Store is the event log: the domain-event stream, and the request-log stream beside it.
+type Store struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	codec  codec
+	log    zerolog.Logger
+	ids    *nuid.NUID
+	now    func() time.Time
+}
+
+// OpenStore creates or updates both streams (idempotent) and returns the store.
+func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig, log zerolog.Logger) (*Store, error) {
+	cfg.setDefaults()
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        EventsStream,
+		Description: "gpt-load domain events: the system of record",
+		Subjects:    eventSubjects,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  2 * time.Minute,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", EventsStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ReqLogStream,
+		Description: "gpt-load request logs, on their way to SQL",
+		Subjects:    []string{reqLogSubj},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.ReqLogMaxAge,
+		MaxBytes:    cfg.ReqLogMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  2 * time.Minute,
+	}); err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", ReqLogStream, err)
+	}
+	return &Store{
+		js: js, stream: st, log: log,
+		codec: codec{reg: newRegistry(), cipher: cfg.Cipher, node: cfg.Node},
+		ids:   nuid.New(),
+		now:   time.Now,
+	}, nil
+}
+
+// JetStream gives other parts of the service (the request-log pipeline) the same context.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Cipher is the cipher of key values.
+func (s *Store) Cipher() *Cipher { return s.codec.cipher }
+
+// Append publishes facts of one aggregate if no event of that aggregate was appended after
+// sequence expect (0: none ever). Only the first fact is guarded; facts that must stand or
+// fall together belong in one fact. Health facts are never guarded. It returns the
+// sequence of the last fact.
+func (s *Store) Append(ctx context.Context, actor string, expect uint64, facts ...domain.Fact) (uint64, error) {
+	var last uint64
+	for i, f := range facts {
+		agg := domain.AggregateOf(f)
+		id := s.ids.Next()
+		msg, err := s.codec.encode(f, id, actor, s.now())
+		if err != nil {
+			return 0, err
+		}
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(id), jetstream.WithExpectStream(EventsStream)}
+		if i == 0 && agg.Kind != domain.AggHealth {
+			opts = append(opts, jetstream.WithExpectLastSequenceForSubject(expect, guard(agg)))
+		}
+		ack, err := s.js.PublishMsg(ctx, msg, opts...)
+		if isWrongLastSeq(err) {
+			return 0, ErrConflict
+		}
+		if err != nil {
+			return 0, fmt.Errorf("append %s: %w", msg.Header.Get(hdrType), err)
+		}
+		last = ack.Sequence
+	}
+	return last, nil
+}
+
+// isWrongLastSeq recognises an optimistic-concurrency refusal: 10071 from a single-replica
+// stream, 10164 from a replicated one.
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// LastSeq is the sequence of the aggregate's last event in the log, 0 when it has none.
+func (s *Store) LastSeq(ctx context.Context, agg domain.Aggregate) (uint64, error) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, guard(agg))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last event of %s: %w", guard(agg), err)
+	}
+	return m.Sequence, nil
+}
+
+// Position describes the log as a whole.
+type Position struct {
+	LastSeq  uint64
+	FirstSeq uint64
+	Created  time.Time // when the stream was created: a snapshot of another stream is useless
+}
+
+// Position reads the current end of the log.
+func (s *Store) Position(ctx context.Context) (Position, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return Position{}, fmt.Errorf("stream %s info: %w", EventsStream, err)
+	}
+	return Position{LastSeq: info.State.LastSeq, FirstSeq: info.State.FirstSeq, Created: info.Created}, nil
+}
+
+// Follow delivers every event after sequence after, in order, then keeps delivering new ones
+// until ctx ends or handle fails. pending is how many more events the log held when this one
+// was delivered: 0 means the reader has caught up. An event that cannot be decoded stops it.
+func (s *Store) Follow(ctx context.Context, after uint64, handle func(ev Event, pending uint64) error) error {
+	cfg := jetstream.OrderedConsumerConfig{}
+	if after > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = after + 1
+	}
+	cons, err := s.js.OrderedConsumer(ctx, EventsStream, cfg)
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", EventsStream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", EventsStream, err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("follow %s: %w", EventsStream, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("follow %s: metadata: %w", EventsStream, err)
+		}
+		ev, err := s.codec.decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream)
+		if err != nil {
+			return err
+		}
+		if err := handle(ev, meta.NumPending); err != nil {
+			return err
+		}
+	}
+}
+
+// Read returns up to limit events from sequence from on, for
+// the audit trail and tools. It reads with direct gets, so it needs no consumer.
+func (s *Store) Read(ctx context.Context, from uint64, limit int) ([]Event, error) {
+	var out []Event
+	pos, err := s.Position(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for seq := max(from, pos.FirstSeq); seq <= pos.LastSeq && len(out) < limit; seq++ {
+		m, err := s.stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read event %d: %w", seq, err)
+		}
+		ev, err := s.codec.decode(m.Subject, m.Header, m.Data, m.Sequence)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
