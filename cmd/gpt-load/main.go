@@ -1,0 +1,60 @@
+// Command gpt-load runs a node of the key-pool proxy: the event log (an embedded NATS
+// server, or an external cluster), the projections, the admin API and the proxy.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "help", "-h", "--help":
+			fmt.Println(usage)
+			return
+		default:
+			fmt.Fprintf(os.Stderr, "gpt-load: unknown command %q\n\n%s\n", os.Args[1], usage)
+			os.Exit(1)
+		}
+	}
+	cfg, err := LoadConfig(os.LookupEnv, ".env")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gpt-load: invalid configuration, nothing was started:\n%v\n", err)
+		os.Exit(2)
+	}
+	log, closeLog, err := NewLogger(cfg.Log, os.Stdout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gpt-load: logging: %v\n", err)
+		os.Exit(2)
+	}
+	defer closeLog.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error().Err(err).Msg("gpt-load stopped with an error")
+		closeLog.Close()
+		os.Exit(1)
+	}
+	log.Info().Msg("gpt-load stopped")
+}
+
+const usage = `gpt-load: a key-pool proxy for OpenAI, Gemini and Anthropic APIs.
+
+Usage:
+  gpt-load          run a node (configuration from the environment and ./.env)
+  gpt-load help     show this help
+
+See README.md for the environment variables.`
+
+// shutdownBudget splits SERVER_GRACEFUL_SHUTDOWN_TIMEOUT: HTTP drains for all of it but
+// five seconds, which are left to flush the event log and take the last snapshot.
+func shutdownBudget(total time.Duration) (httpDrain, rest time.Duration) {
+	return total - 5*time.Second, 5 * time.Second
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"gpt-load/domain"
+	"gpt-load/events"
+	"gpt-load/events/embedded"
+	"gpt-load/httpapi"
+	"gpt-load/projections"
+)
+
+// node is one running gpt-load: everything main wires together.
+type node struct {
+	cfg      Config
+	log      zerolog.Logger
+	nats     *embedded.Server // nil with an external NATS
+	nc       *nats.Conn
+	store    *events.Store
+	proj     *projections.Runner
+	commands *events.Commands
+	http     *http.Server
+	listener net.Listener
+}
+
+// run starts a node, serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	n, err := startNode(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return n.serve(ctx)
+}
+
+func logStartup(cfg Config, log zerolog.Logger) {
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
+	}
+	if cfg.AuthKeyDefaulted {
+		// Config.Warnings already says it once; make it impossible to miss.
+		log.Warn().Msg("*******************************************************************")
+		log.Warn().Msg("* Anyone who knows the default admin key can manage this service. *")
+		log.Warn().Msg("*******************************************************************")
+	}
+	log.Info().Object("config", cfg).Msg("configuration loaded")
+}
+
+// seedSettings are the settings in force on an empty log: the defaults, with app_url
+// from HOST and PORT and the global proxy keys from AUTH_KEY, as gpt-load seeds them.
+func seedSettings(cfg Config) domain.Settings {
+	s := domain.DefaultSettings()
+	host := cfg.Host
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	s.AppURL = "http://" + net.JoinHostPort(host, fmt.Sprint(cfg.Port))
+	s.ProxyKeys = cfg.AuthKey
+	return s
+}
+
+func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, err error) {
+	logStartup(cfg, log)
+	time.Local = cfg.Location
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	}
+	n := &node{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			n.closeNATS(context.Background())
+		}
+	}()
+	cipher, err := events.NewCipher(cfg.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	if n.nc, err = n.connectNATS(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(n.nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n.store, err = events.OpenStore(openCtx, js, events.StoreConfig{
+		Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, Cipher: cipher,
+	}, log.With().Str("component", "events").Logger())
+	if err != nil {
+		return nil, err
+	}
+	snaps := events.NewSnapshots(filepath.Join(cfg.DataDir, "snapshots"), cipher)
+	n.proj = projections.New(n.store, snaps, projections.Config{Seed: seedSettings(cfg)},
+		log.With().Str("component", "projections").Logger())
+	n.commands = events.NewCommands(n.store, n.proj)
+
+	n.listener, err = net.Listen("tcp", cfg.ListenAddr())
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.ListenAddr(), err)
+	}
+	n.http = &http.Server{
+		Handler: httpapi.New(httpapi.Deps{
+			Log: log.With().Str("component", "http").Logger(), Ready: n.proj,
+			Node: cfg.NodeName, Started: time.Now(),
+		}),
+		ReadTimeout:       cfg.ReadTimeout,
+		ReadHeaderTimeout: min(cfg.ReadTimeout, 30*time.Second),
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+	}
+	return n, nil
+}
+
+func (n *node) connectNATS() (*nats.Conn, error) {
+	if n.cfg.UsesEmbeddedNATS() {
+		srv, err := embedded.Start(embedded.Config{
+			Name: n.cfg.NodeName, DataDir: n.cfg.DataDir, Listen: n.cfg.NATS.Listen,
+		}, n.log.With().Str("component", "nats").Logger())
+		if err != nil {
+			return nil, err
+		}
+		n.nats = srv
+		if url := srv.ClientURL(); url != "" {
+			n.log.Info().Str("url", url).Msg("embedded NATS also listens on TCP")
+		}
+		return srv.Connect()
+	}
+	opts := []nats.Option{nats.Name("gpt-load " + n.cfg.NodeName), nats.MaxReconnects(-1)}
+	c := n.cfg.NATS
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	if c.TLSCA != "" || c.TLSCert != "" {
+		tc, err := tlsConfig(c)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	nc, err := nats.Connect(strings.Join(c.URLs, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nc, nil
+}
+
+func tlsConfig(c NATSConfig) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_TLS_CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("NATS_TLS_CA: no certificate found")
+		}
+		tc.RootCAs = pool
+	}
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_TLS_CERT/NATS_TLS_KEY: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// serve runs the projections and the HTTP server until ctx ends, then shuts down in
+// reverse order: HTTP first (in-flight requests finish), then the projections (last
+// snapshot), then NATS (drained).
+func (n *node) serve(ctx context.Context) error {
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return n.proj.Run(gctx) })
+	g.Go(func() error {
+		// Seed the settings once the log is read, so a restarted node never overwrites them.
+		for !n.proj.CaughtUp() {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if err := n.commands.SeedSettings(gctx); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("seed settings: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		n.log.Info().Str("addr", n.listener.Addr().String()).Str("node", n.cfg.NodeName).Msg("gpt-load listening")
+		if err := n.http.Serve(n.listener); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+
+	// Wait for a stop signal or a failure of any part.
+	select {
+	case <-ctx.Done():
+		n.log.Info().Msg("shutting down")
+	case <-gctx.Done():
+	}
+	drain, rest := shutdownBudget(n.cfg.ShutdownTimeout)
+	httpCtx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := n.http.Shutdown(httpCtx); err != nil {
+		n.log.Warn().Err(err).Msg("HTTP drain cut short; closing open connections")
+		n.http.Close()
+	}
+	stopRun()
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	closeCtx, cancel2 := context.WithTimeout(context.Background(), rest)
+	defer cancel2()
+	n.closeNATS(closeCtx)
+	return err
+}
+
+func (n *node) closeNATS(ctx context.Context) {
+	if n.nc != nil {
+		if err := n.nc.Drain(); err != nil {
+			n.nc.Close()
+		}
+		for n.nc.IsDraining() && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		n.nc.Close()
+	}
+	if n.nats != nil {
+		if err := n.nats.Close(ctx); err != nil {
+			n.log.Warn().Err(err).Msg("embedded NATS did not stop in time")
+		}
+	}
+}
