@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,6 +32,10 @@ type StoreConfig struct {
 	// Request-log stream bounds: it is a buffer in front of SQL, not a record.
 	ReqLogMaxAge   time.Duration
 	ReqLogMaxBytes int64
+	// NewID makes event ids (the Nats-Msg-Id that deduplicates retried publishes) and Now
+	// stamps events; both default to the real thing and exist for tests.
+	NewID func() string
+	Now   func() time.Time
 }
 
 func (c *StoreConfig) setDefaults() {
@@ -46,6 +51,12 @@ func (c *StoreConfig) setDefaults() {
 	if c.Cipher == nil {
 		c.Cipher = &Cipher{}
 	}
+	if c.NewID == nil {
+		c.NewID = nuid.Next // the package-level generator is safe for concurrent use
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
 // Store is the event log: the domain-event stream, and the request-log stream beside it.
@@ -54,13 +65,16 @@ type Store struct {
 	stream jetstream.Stream
 	codec  codec
 	log    zerolog.Logger
-	ids    *nuid.NUID
+	newID  func() string
 	now    func() time.Time
 }
 
 // OpenStore creates or updates both streams (idempotent) and returns the store.
 func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig, log zerolog.Logger) (*Store, error) {
 	cfg.setDefaults()
+	if err := checkServerVersion(js.Conn().ConnectedServerVersion()); err != nil {
+		return nil, err
+	}
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "gpt-load domain events: the system of record",
@@ -93,8 +107,8 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig, log
 	return &Store{
 		js: js, stream: st, log: log,
 		codec: codec{reg: newRegistry(), cipher: cfg.Cipher, node: cfg.Node},
-		ids:   nuid.New(),
-		now:   time.Now,
+		newID: cfg.NewID,
+		now:   cfg.Now,
 	}, nil
 }
 
@@ -112,7 +126,7 @@ func (s *Store) Append(ctx context.Context, actor string, expect uint64, facts .
 	var last uint64
 	for i, f := range facts {
 		agg := domain.AggregateOf(f)
-		id := s.ids.Next()
+		id := s.newID()
 		msg, err := s.codec.encode(f, id, actor, s.now())
 		if err != nil {
 			return 0, err
@@ -131,6 +145,28 @@ func (s *Store) Append(ctx context.Context, actor string, expect uint64, facts .
 		last = ack.Sequence
 	}
 	return last, nil
+}
+
+// minServer is the oldest nats-server that honours an expected last sequence for a
+// subject filter (Nats-Expected-Last-Subject-Sequence-Subject, added in 2.11). Older
+// servers ignore the header silently, which would turn every guarded append into a blind
+// one: two nodes could then create the same group name.
+var minServer = [3]int{2, 11, 0}
+
+func checkServerVersion(v string) error {
+	var got [3]int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(v, "v"), "%d.%d.%d", &got[0], &got[1], &got[2]); err != nil {
+		return fmt.Errorf("NATS server version %q: cannot parse it", v)
+	}
+	for i := range got {
+		if got[i] != minServer[i] {
+			if got[i] < minServer[i] {
+				return fmt.Errorf("NATS server %s is too old: gpt-load needs %d.%d.%d or newer, whose streams check the expected last sequence of a subject filter", v, minServer[0], minServer[1], minServer[2])
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // isWrongLastSeq recognises an optimistic-concurrency refusal: 10071 from a single-replica
