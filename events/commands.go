@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"gpt-load/domain"
 )
@@ -23,8 +25,10 @@ const (
 	ActorProxy  = "proxy"
 )
 
-// maxAttempts bounds the decide-append loop when other writers keep winning.
-const maxAttempts = 5
+// maxAttempts bounds the decide-append loop when other writers keep winning. Writers that
+// lose back off for a random, growing while, so a burst of concurrent commands on one
+// aggregate drains instead of colliding round after round.
+const maxAttempts = 30
 
 // Commands decides commands against the projected state and appends their facts. Every
 // method returns once the local projection shows the result (read your writes).
@@ -66,6 +70,9 @@ func (c *Commands) exec(ctx context.Context, actor string, decide func(s *domain
 				return 0, lerr
 			}
 			if err := c.proj.WaitFor(ctx, last); err != nil {
+				return 0, err
+			}
+			if err := backoff(ctx, attempt); err != nil {
 				return 0, err
 			}
 			continue
@@ -389,4 +396,16 @@ func (c *Commands) RecordHealth(ctx context.Context, actor string, facts ...doma
 		return err
 	}
 	return c.proj.WaitFor(ctx, seq)
+}
+
+func backoff(ctx context.Context, attempt int) error {
+	limit := time.Millisecond << min(attempt, 7) // 1 ms .. 128 ms
+	t := time.NewTimer(rand.N(limit))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -1,0 +1,235 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"gpt-load/domain"
+	"gpt-load/events"
+	"gpt-load/events/eventstest"
+)
+
+func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
+	js, _ := embeddedJS(t)
+	n := startNode(t, js, nodeOpts{})
+	ctx := context.Background()
+
+	g, err := n.cmd.CreateGroup(ctx, events.ActorAdmin, standardGroup("openai"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.ID != 1 || g.Name != "openai" || g.CreatedAt.IsZero() {
+		t.Fatalf("created group %+v", g)
+	}
+	// Visible at once, to consistent readers and to the lock-free view.
+	gv, ok := n.proj.View().GroupByName("openai")
+	if !ok || gv.ID != g.ID || gv.Effective.MaxRetries != domain.DefaultSettings().MaxRetries {
+		t.Fatalf("view after create: %+v, %v", gv, ok)
+	}
+	rep, err := n.cmd.AddKeys(ctx, events.ActorAdmin, g.ID, []string{"sk-a", "sk-b", "sk-a", "sk-c"}, nil)
+	if err != nil || rep.Added != 3 || rep.Ignored != 1 {
+		t.Fatalf("AddKeys = %+v, %v", rep, err)
+	}
+	gv, _ = n.proj.View().GroupByName("openai")
+	if gv.Pool().Len() != 3 {
+		t.Fatalf("pool has %d keys right after AddKeys, want 3", gv.Pool().Len())
+	}
+	seen := map[string]int{}
+	for i := 0; i < 30; i++ {
+		k, ok := gv.Pick(time.Now().UnixNano())
+		if !ok {
+			t.Fatal("no key picked")
+		}
+		seen[k.Value]++
+	}
+	if len(seen) != 3 || seen["sk-a"] != 10 {
+		t.Fatalf("round robin picked %v, want each key 10 times", seen)
+	}
+
+	// A settings change is in force for the very next read.
+	if err := n.cmd.UpdateSettings(ctx, events.ActorAdmin, map[string]json.RawMessage{"max_retries": json.RawMessage("7")}); err != nil {
+		t.Fatal(err)
+	}
+	gv, _ = n.proj.View().GroupByName("openai")
+	if gv.Effective.MaxRetries != 7 {
+		t.Fatalf("effective max_retries = %d after the settings change, want 7", gv.Effective.MaxRetries)
+	}
+
+	// Health facts take effect for the next pick: three auth failures blacklist sk-a.
+	var idA uint64
+	n.proj.Read(func(s *domain.State) {
+		k, _ := s.Keys(g.ID).ByHash(n.store.Cipher().Hash("sk-a"))
+		idA = k.ID
+	})
+	for i := 0; i < 3; i++ {
+		if err := n.cmd.RecordHealth(ctx, events.ActorProxy, domain.KeyFailed{GroupID: g.ID, KeyID: idA, Kind: domain.FailureAuth, Status: 401}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gv, _ = n.proj.View().GroupByName("openai")
+	for i := 0; i < 10; i++ {
+		if k, _ := gv.Pick(time.Now().UnixNano()); k.ID == idA {
+			t.Fatal("a blacklisted key was picked")
+		}
+	}
+	// A rate limit rests a key until its Retry-After, and it comes back by itself.
+	var idB uint64
+	n.proj.Read(func(s *domain.State) {
+		k, _ := s.Keys(g.ID).ByHash(n.store.Cipher().Hash("sk-b"))
+		idB = k.ID
+	})
+	until := time.Now().Add(time.Hour)
+	if err := n.cmd.RecordHealth(ctx, events.ActorProxy, domain.KeyFailed{GroupID: g.ID, KeyID: idB, Kind: domain.FailureRateLimit, Status: 429, RetryUntil: until}); err != nil {
+		t.Fatal(err)
+	}
+	gv, _ = n.proj.View().GroupByName("openai")
+	for i := 0; i < 10; i++ {
+		if k, _ := gv.Pick(time.Now().UnixNano()); k.ID == idB {
+			t.Fatal("a cooling key was picked")
+		}
+	}
+	if k, _ := gv.Pick(until.Add(time.Second).UnixNano()); k.Value == "" {
+		t.Fatal("no key after the cooldown ended")
+	}
+}
+
+
+
+func TestConcurrentCreateSameNameOnTwoNodes(t *testing.T) {
+	t.Parallel()
+	js, _ := embeddedJS(t)
+	a := startNode(t, js, nodeOpts{})
+	b := startNode(t, js, nodeOpts{})
+	ctx := context.Background()
+	const names = 20
+	var wg sync.WaitGroup
+	errs := make([][2]error, names)
+	for i := 0; i < names; i++ {
+		for j, n := range []*testNode{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i][j] = n.cmd.CreateGroup(ctx, events.ActorAdmin, standardGroup(fmt.Sprintf("g-%d", i)))
+			}()
+		}
+	}
+	wg.Wait()
+	for i, e := range errs {
+		won := 0
+		for _, err := range e {
+			switch domain.ErrorCode(err) {
+			case "":
+				won++
+			case domain.EDUPLICATE:
+			default:
+				t.Errorf("name %d: unexpected error %v", i, err)
+			}
+		}
+		if won != 1 {
+			t.Errorf("name g-%d created %d times (errors %v), want exactly once", i, won, e)
+		}
+	}
+	// Both nodes converge on the same state, with distinct ids.
+	eventstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if string(a.encoded(t)) != string(b.encoded(t)) {
+			return fmt.Errorf("nodes differ")
+		}
+		return nil
+	})
+	ids := map[uint64]bool{}
+	a.proj.Read(func(s *domain.State) {
+		for _, g := range s.Groups() {
+			ids[g.ID] = true
+		}
+	})
+	if len(ids) != names {
+		t.Fatalf("%d distinct group ids, want %d", len(ids), names)
+	}
+}
+
+func TestRestartKeepsState(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	snaps := dir + "/snapshots"
+	srv := eventstest.RunServer(t, dir)
+	n := startNode(t, srv.JetStream(t), nodeOpts{snapDir: snaps})
+	ctx := context.Background()
+	g, err := n.cmd.CreateGroup(ctx, events.ActorAdmin, standardGroup("keep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.cmd.AddKeys(ctx, events.ActorAdmin, g.ID, []string{"k1", "k2", "k3"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := n.encoded(t)
+	n.stop(t)
+	if _, err := os.Stat(snaps + "/state.snap"); err != nil {
+		t.Fatalf("no snapshot after a clean stop: %v", err)
+	}
+	ctxc, cancel := context.WithTimeout(ctx, 10*time.Second)
+	srv.Close(ctxc)
+	cancel()
+
+	// The same data directory, a new server: from the snapshot, then without it.
+	srv2 := eventstest.RunServer(t, dir)
+	js2 := srv2.JetStream(t)
+	n2 := startNode(t, js2, nodeOpts{snapDir: snaps})
+	if after := n2.encoded(t); string(after) != string(before) {
+		t.Fatal("state after restart from snapshot differs")
+	}
+	n2.stop(t)
+	n3 := startNode(t, js2, nodeOpts{}) // empty snapshot dir: full replay
+	if after := n3.encoded(t); string(after) != string(before) {
+		t.Fatal("state after full replay differs")
+	}
+	if _, ok := n3.groupByName("keep"); !ok {
+		t.Fatal("group lost")
+	}
+}
+
+func TestSnapshotOfAnotherStreamIsIgnored(t *testing.T) {
+	t.Parallel()
+	snaps := t.TempDir()
+	js1, _ := embeddedJS(t)
+	n1 := startNode(t, js1, nodeOpts{snapDir: snaps})
+	if _, err := n1.cmd.CreateGroup(context.Background(), events.ActorAdmin, standardGroup("old")); err != nil {
+		t.Fatal(err)
+	}
+	n1.stop(t)
+	// A new, empty stream (say, a wiped NATS store) must not be paired with the old snapshot.
+	js2, _ := embeddedJS(t)
+	n2 := startNode(t, js2, nodeOpts{snapDir: snaps})
+	if _, ok := n2.groupByName("old"); ok {
+		t.Fatal("state of another stream was loaded from its snapshot")
+	}
+}
+
+func TestSeedSettingsOnce(t *testing.T) {
+	t.Parallel()
+	js, _ := embeddedJS(t)
+	seed := domain.DefaultSettings()
+	seed.ProxyKeys, seed.AppURL = "from-auth-key", "http://localhost:3001"
+	n := startNode(t, js, nodeOpts{seed: &seed})
+	ctx := context.Background()
+	if err := n.cmd.SeedSettings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A later start with another AUTH_KEY does not change what the log says.
+	seed2 := seed
+	seed2.ProxyKeys = "another-auth-key"
+	n2 := startNode(t, js, nodeOpts{seed: &seed2})
+	if err := n2.cmd.SeedSettings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n2.proj.Read(func(s *domain.State) {
+		if s.Settings.ProxyKeys != "from-auth-key" || !s.SettingsSeeded {
+			t.Errorf("proxy_keys = %q after a second seed, want the first", s.Settings.ProxyKeys)
+		}
+	})
+}
