@@ -99,8 +99,6 @@ func TestReadYourWrites(t *testing.T) {
 	}
 }
 
-
-
 func TestConcurrentCreateSameNameOnTwoNodes(t *testing.T) {
 	t.Parallel()
 	js, _ := embeddedJS(t)
