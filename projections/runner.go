@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,6 +182,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 }
 
 func (r *Runner) markCaughtUp(start time.Time, replayed int) {
+	// Loading a snapshot or replaying a long log is a one-time burst of garbage; hand it
+	// back to the OS now instead of carrying it as resident memory.
+	debug.FreeOSMemory()
 	r.caughtUp.Store(true)
 	r.mu.RLock()
 	seq := r.state.Seq
