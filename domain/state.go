@@ -158,6 +158,9 @@ type Changes struct {
 	Settings bool   // system settings (and so every group's effective config)
 	Groups   bool   // group configuration
 	Keys     uint64 // the group whose keys changed, 0 for none
+	// AddedFrom and AddedTo are the key ids a KeysAdded handed out, [from, to); the keys
+	// of the group with ids in that range are the new ones.
+	AddedFrom, AddedTo uint64
 }
 
 // Apply folds one event into the state. Facts in the log are never rejected: a fact about
@@ -251,7 +254,7 @@ func (s *State) Apply(f Fact, m Meta) Changes {
 			ks.add(Key{ID: first + uint64(i), GroupID: f.GroupID, Value: nk.Value, Hash: nk.Hash,
 				Status: KeyActive, CreatedAt: at, UpdatedAt: at})
 		}
-		ch.Keys = f.GroupID
+		ch.Keys, ch.AddedFrom, ch.AddedTo = f.GroupID, first, s.nextKeyID
 	case KeysRemoved:
 		if ks := s.keys[f.GroupID]; ks != nil {
 			for _, id := range f.KeyIDs {

@@ -144,6 +144,7 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 				}
 			})
 			want := a.encoded(t)
+			checkPools(t, a)
 			info, err := events.NewSnapshots(saved, nil).Load(func(events.SnapshotInfo, io.Reader) error { return nil })
 			if err != nil && info.Seq == 0 {
 				t.Fatalf("saved snapshot: %v", err)
@@ -159,6 +160,8 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 			if got := tail.encoded(t); string(got) != string(want) {
 				t.Fatal("snapshot + tail differs from the live state")
 			}
+			checkPools(t, full)
+			checkPools(t, tail)
 		})
 	}
 }
@@ -179,4 +182,32 @@ func copyFile(t *testing.T, from, to string) {
 	if _, err := io.Copy(dst, src); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkPools checks that every group's lock-free pool holds exactly the group's active
+// keys, in id order, however it got there (appends, in-place flips, rebuilds).
+func checkPools(t *testing.T, n *testNode) {
+	t.Helper()
+	v := n.proj.View()
+	n.proj.Read(func(s *domain.State) {
+		for _, g := range s.Groups() {
+			gv, ok := v.Group(g.ID)
+			if !ok {
+				t.Fatalf("group %d missing from the view", g.ID)
+			}
+			var want []uint64
+			if ks := s.Keys(g.ID); ks != nil {
+				ks.Each(func(k *domain.Key) bool {
+					if k.Status == domain.KeyActive {
+						want = append(want, k.ID)
+					}
+					return true
+				})
+			}
+			got := gv.Pool().SelectableIDs()
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("group %d: pool holds %v, active keys are %v", g.ID, got, want)
+			}
+		}
+	})
 }

@@ -195,13 +195,59 @@ func (r *Runner) markCaughtUp(start time.Time, replayed int) {
 
 func (r *Runner) apply(ev events.Event) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	ch := r.state.Apply(ev.Fact, ev.Meta)
-	r.mu.Unlock()
 	r.unshown++
 	if ch.Settings || ch.Groups {
 		r.dirtyView = true
 	}
 	if ch.Keys != 0 {
+		r.updatePool(ev.Fact, ch)
+	}
+}
+
+// updatePool carries a key change into the group's pool: in place where it can, by a
+// rebuild at the next publish where it cannot. A group created in this batch has no
+// pool yet; the next view builds it from the state.
+func (r *Runner) updatePool(f domain.Fact, ch domain.Changes) {
+	g, ok := r.view.Load().byID[ch.Keys]
+	if !ok {
+		return
+	}
+	h, ks := g.pool, r.state.Keys(ch.Keys)
+	if ks == nil {
+		return
+	}
+	key := func(id uint64) *domain.Key {
+		k, _ := ks.ByID(id)
+		return k
+	}
+	switch f := f.(type) {
+	case domain.KeysAdded:
+		h.added(ks, ch.AddedFrom, ch.AddedTo)
+	case domain.KeysRemoved:
+		for _, id := range f.KeyIDs {
+			h.sync(id, nil)
+		}
+	case domain.KeysRestored:
+		if f.AllInvalid {
+			h.rebuild = true
+		}
+		for _, id := range f.KeyIDs {
+			h.sync(id, key(id))
+		}
+	case domain.KeyFailed:
+		h.sync(f.KeyID, key(f.KeyID))
+	case domain.KeySucceeded:
+		h.sync(f.KeyID, key(f.KeyID))
+	case domain.KeyValidated:
+		h.sync(f.KeyID, key(f.KeyID))
+	case domain.KeyNoteChanged:
+		return
+	default: // KeysCleared and anything else touching many keys
+		h.rebuild = true
+	}
+	if h.needsRebuild() {
 		r.dirtyPools[ch.Keys] = struct{}{}
 	}
 }
@@ -217,8 +263,8 @@ func (r *Runner) publish() {
 	}
 	v := r.view.Load()
 	for id := range r.dirtyPools {
-		if g, ok := v.byID[id]; ok {
-			g.pool.p.Store(buildPool(r.state.Keys(id)))
+		if g, ok := v.byID[id]; ok && g.pool.needsRebuild() {
+			g.pool.build(r.state.Keys(id))
 		}
 		delete(r.dirtyPools, id)
 	}

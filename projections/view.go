@@ -1,10 +1,6 @@
 package projections
 
-import (
-	"sync/atomic"
-
-	"gpt-load/domain"
-)
+import "gpt-load/domain"
 
 // View is an immutable picture of settings and groups at one log position, for readers
 // that must never wait for a writer (the proxy). A new View replaces the old one whenever
@@ -45,64 +41,6 @@ func (g *GroupView) Pool() *Pool { return g.pool.p.Load() }
 // Pick selects the next usable key of the group by round robin.
 func (g *GroupView) Pick(now int64) (PoolKey, bool) { return g.pool.pick(now) }
 
-// PoolKey is a key as the proxy uses it.
-type PoolKey struct {
-	ID    uint64
-	Value string
-}
-
-// Pool is the immutable list of a group's active keys. Keys resting after a rate limit
-// stay in it and are skipped until their cooldown ends, so a cooldown needs no rebuild.
-type Pool struct {
-	ids      []uint64
-	values   []string
-	cooldown []int64 // Unix nanoseconds; 0 when not resting
-}
-
-// Len is the number of active keys.
-func (p *Pool) Len() int { return len(p.ids) }
-
-type poolHolder struct {
-	p  atomic.Pointer[Pool]
-	rr atomic.Uint64
-}
-
-func (h *poolHolder) pick(now int64) (PoolKey, bool) {
-	p := h.p.Load()
-	n := uint64(len(p.ids))
-	if n == 0 {
-		return PoolKey{}, false
-	}
-	start := h.rr.Add(1)
-	for i := uint64(0); i < n; i++ {
-		j := (start + i) % n
-		if p.cooldown[j] <= now {
-			return PoolKey{ID: p.ids[j], Value: p.values[j]}, true
-		}
-	}
-	return PoolKey{}, false
-}
-
-func buildPool(ks *domain.KeySet) *Pool {
-	if ks == nil {
-		return &Pool{}
-	}
-	p := &Pool{
-		ids:      make([]uint64, 0, ks.Active()),
-		values:   make([]string, 0, ks.Active()),
-		cooldown: make([]int64, 0, ks.Active()),
-	}
-	ks.Each(func(k *domain.Key) bool {
-		if k.Status == domain.KeyActive {
-			p.ids = append(p.ids, k.ID)
-			p.values = append(p.values, k.Value)
-			p.cooldown = append(p.cooldown, k.CooldownUntil)
-		}
-		return true
-	})
-	return p
-}
-
 func buildView(s *domain.State, prev *View) *View {
 	v := &View{
 		Seq:             s.Seq,
@@ -126,8 +64,7 @@ func buildView(s *domain.State, prev *View) *View {
 			}
 		}
 		if gv.pool == nil {
-			gv.pool = &poolHolder{}
-			gv.pool.p.Store(buildPool(s.Keys(g.ID)))
+			gv.pool = newPoolHolder(s.Keys(g.ID))
 		}
 		v.byID[g.ID] = gv
 		v.byName[g.Name] = gv
