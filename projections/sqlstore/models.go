@@ -6,9 +6,10 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// Column sizes of request_logs. PostgreSQL refuses a longer value (and fails the whole
-// insert with it), MySQL cuts it, SQLite keeps it: whoever fills a RequestLog cuts the
-// strings to these sizes first, so that every database stores the same thing.
+// Column sizes of request_logs. PostgreSQL refuses a longer value (failing the whole
+// batch insert with it), MySQL refuses it too in strict mode but silently cuts it under
+// INSERT IGNORE, and SQLite keeps it whole: whoever fills a RequestLog cuts the strings
+// to these sizes first, so that every database stores the same thing.
 const (
 	MaxGroupNameLen    = 255
 	MaxKeyHashLen      = 128

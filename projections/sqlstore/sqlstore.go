@@ -63,13 +63,13 @@ const (
 // it ready for queries; Migrate then brings its schema up to date. Errors name
 // DATABASE_DSN and the dialect, never the password.
 func Open(ctx context.Context, dsn string, log zerolog.Logger) (*bun.DB, error) {
+	if strings.TrimSpace(dsn) == "" {
+		return nil, errors.New("DATABASE_DSN is empty")
+	}
 	d := DialectOf(dsn)
 	shown, secrets := redact(dsn)
 	fail := func(err error) error {
 		return &openError{dialect: d, dsn: shown, secrets: secrets, err: err}
-	}
-	if strings.TrimSpace(dsn) == "" {
-		return nil, fail(errors.New("empty"))
 	}
 
 	var (
