@@ -151,8 +151,10 @@ func TestStartsWithNoConfiguration(t *testing.T) {
 	if !strings.Contains(p.out.String(), "AUTH_KEY is not set") {
 		t.Error("no warning about the default AUTH_KEY")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "data", "jetstream")); err != nil {
-		t.Errorf("no JetStream store under ./data: %v", err)
+	for _, want := range []string{"jetstream", "gpt-load.db"} {
+		if _, err := os.Stat(filepath.Join(dir, "data", want)); err != nil {
+			t.Errorf("no %s under ./data: %v", want, err)
+		}
 	}
 	if n := listeningSockets(t, p.cmd.Process.Pid); n != 1 {
 		t.Errorf("the process listens on %d TCP sockets, want 1 (HTTP only; embedded NATS is in-process)", n)
@@ -183,6 +185,25 @@ func TestNATSListenOpensTCP(t *testing.T) {
 	p.waitHealthy(t)
 	if n := listeningSockets(t, p.cmd.Process.Pid); n != 2 {
 		t.Fatalf("the process listens on %d TCP sockets, want 2 (HTTP and NATS_LISTEN)", n)
+	}
+}
+
+func TestUnreachableDatabaseStopsStartup(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, t.TempDir(), "PORT="+strconv.Itoa(freePort(t)), "HOST=127.0.0.1",
+		"DATABASE_DSN=postgres://gpt:hunter2-secret@127.0.0.1:1/gpt?sslmode=disable")
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err == nil {
+			t.Fatal("started with an unreachable database")
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("still running with an unreachable database")
+	}
+	out := p.out.String()
+	if !strings.Contains(out, "DATABASE_DSN") || strings.Contains(out, "hunter2") {
+		t.Fatalf("the error must name DATABASE_DSN and hide the password:\n%s", out)
 	}
 }
 

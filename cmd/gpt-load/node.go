@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/uptrace/bun"
 	"golang.org/x/sync/errgroup"
 
 	"gpt-load/domain"
@@ -23,6 +24,7 @@ import (
 	"gpt-load/events/embedded"
 	"gpt-load/httpapi"
 	"gpt-load/projections"
+	"gpt-load/projections/sqlstore"
 )
 
 // node is one running gpt-load: everything main wires together.
@@ -34,6 +36,7 @@ type node struct {
 	store    *events.Store
 	proj     *projections.Runner
 	commands *events.Commands
+	db       *bun.DB
 	http     *http.Server
 	listener net.Listener
 }
@@ -83,6 +86,9 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	defer func() {
 		if err != nil {
 			n.closeNATS(context.Background())
+			if n.db != nil {
+				n.db.Close()
+			}
 		}
 	}()
 	cipher, err := events.NewCipher(cfg.EncryptionKey)
@@ -103,6 +109,15 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	}, log.With().Str("component", "events").Logger())
 	if err != nil {
 		return nil, err
+	}
+	// The SQL store of request logs: opened and migrated now, so a wrong DATABASE_DSN
+	// stops the node at start rather than when the first log arrives.
+	n.db, err = sqlstore.Open(openCtx, cfg.DatabaseDSN, log.With().Str("component", "sql").Logger())
+	if err != nil {
+		return nil, err
+	}
+	if err := sqlstore.Migrate(openCtx, n.db); err != nil {
+		return nil, fmt.Errorf("migrate %s database: %w", sqlstore.DialectOf(cfg.DatabaseDSN), err)
 	}
 	snaps := events.NewSnapshots(filepath.Join(cfg.DataDir, "snapshots"), cipher)
 	n.proj = projections.New(n.store, snaps, projections.Config{Seed: seedSettings(cfg)},
@@ -239,6 +254,9 @@ func (n *node) serve(ctx context.Context) error {
 	closeCtx, cancel2 := context.WithTimeout(context.Background(), rest)
 	defer cancel2()
 	n.closeNATS(closeCtx)
+	if cerr := n.db.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close database: %w", cerr)
+	}
 	return err
 }
 
