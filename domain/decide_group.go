@@ -334,10 +334,12 @@ func DecideAddSubGroups(s *State, id uint64, add []SubGroup) (SubGroupsChanged, 
 	if len(add) == 0 {
 		errs.addf("sub_groups", "at least one sub-group is required")
 	}
-	endpoint := ""
+	// endpoint is the effective validation endpoint every member must share, once one is
+	// known (haveEndpoint): "" is a real endpoint (gemini's default), not "none yet".
+	endpoint, haveEndpoint := "", false
 	for _, sg := range agg.SubGroups {
 		if m, ok := s.groups[sg.GroupID]; ok {
-			endpoint = m.EffectiveValidationEndpoint()
+			endpoint, haveEndpoint = m.EffectiveValidationEndpoint(), true
 		}
 	}
 	seen := map[uint64]bool{}
@@ -357,8 +359,8 @@ func DecideAddSubGroups(s *State, id uint64, add []SubGroup) (SubGroupsChanged, 
 		}
 		seen[sg.GroupID] = true
 		errs.add(ValidateWeight(field+".weight", sg.Weight))
-		if ep := m.EffectiveValidationEndpoint(); endpoint == "" {
-			endpoint = ep
+		if ep := m.EffectiveValidationEndpoint(); !haveEndpoint {
+			endpoint, haveEndpoint = ep, true
 		} else if ep != endpoint {
 			errs.addf(field+".group_id", "all sub-groups must share one validation endpoint (%s, not %s)", endpoint, ep)
 		}

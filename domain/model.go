@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -49,9 +50,11 @@ func (g *Group) EffectiveValidationEndpoint() string {
 
 func (g *Group) clone() *Group {
 	c := *g
-	c.Upstreams = append([]Upstream(nil), g.Upstreams...)
-	c.HeaderRules = append([]HeaderRule(nil), g.HeaderRules...)
-	c.SubGroups = append([]SubGroup(nil), g.SubGroups...)
+	// slices.Clone keeps an empty list empty rather than nil: an aggregate's upstreams and
+	// the default header rules are [] in the API, not null.
+	c.Upstreams = slices.Clone(g.Upstreams)
+	c.HeaderRules = slices.Clone(g.HeaderRules)
+	c.SubGroups = slices.Clone(g.SubGroups)
 	if g.ModelRedirectRules != nil {
 		c.ModelRedirectRules = make(map[string]string, len(g.ModelRedirectRules))
 		for k, v := range g.ModelRedirectRules {

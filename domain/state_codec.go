@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"unsafe"
 )
@@ -100,8 +101,8 @@ func DecodeState(r io.Reader) (*State, error) {
 	if err != nil || n > 1<<30 {
 		return nil, fmt.Errorf("state header length: %w", errCorrupt)
 	}
-	head := make([]byte, n)
-	if _, err := io.ReadFull(br, head); err != nil {
+	head, err := readBlock(br, int(n))
+	if err != nil {
 		return nil, fmt.Errorf("state header: %w", err)
 	}
 	var h stateHeader
@@ -119,6 +120,9 @@ func DecodeState(r io.Reader) (*State, error) {
 		s.keysVer = h.KeysVer
 	}
 	for _, g := range h.Groups {
+		if g == nil {
+			return nil, fmt.Errorf("null group: %w", errCorrupt)
+		}
 		s.putGroup(g)
 	}
 	for _, kh := range h.KeySets {
@@ -135,14 +139,18 @@ func DecodeState(r io.Reader) (*State, error) {
 }
 
 func decodeKeySet(br *bufio.Reader, kh keySetHeader) (*KeySet, error) {
-	block := make([]byte, kh.ValueBytes)
-	if _, err := io.ReadFull(br, block); err != nil {
+	block, err := readBlock(br, kh.ValueBytes)
+	if err != nil {
 		return nil, err
 	}
 	// One string holds every value of the set; keys refer to slices of it. The block is
 	// never written again, so viewing it as a string is safe.
 	arena := unsafe.String(unsafe.SliceData(block), len(block))
-	ks := newKeySet(kh.Keys)
+	// Room for the keys is made from what was really read, not from a count that a corrupt
+	// header could inflate: values are never empty in practice (empty entries are dropped
+	// before they become facts), so a set holds at most about as many keys as value bytes.
+	// A set that holds more grows as its keys arrive.
+	ks := newKeySet(min(kh.Keys, len(block)+keysHintSlack))
 	off := 0
 	var prev uint64
 	for i := 0; i < kh.Keys; i++ {
@@ -153,7 +161,7 @@ func decodeKeySet(br *bufio.Reader, kh keySetHeader) (*KeySet, error) {
 			return nil, err
 		}
 		vlen, err := binary.ReadUvarint(br)
-		if err != nil || off+int(vlen) > len(arena) || k.ID <= prev {
+		if err != nil || vlen > uint64(len(arena)-off) || k.ID <= prev {
 			return nil, errCorrupt
 		}
 		prev = k.ID
@@ -194,6 +202,27 @@ func decodeKeySet(br *bufio.Reader, kh keySetHeader) (*KeySet, error) {
 		return nil, errCorrupt
 	}
 	return ks, nil
+}
+
+// keysHintSlack is room made for keys beyond one per value byte (see decodeKeySet).
+const keysHintSlack = 1 << 12
+
+// readBlock reads n bytes. Up to 1 MiB is allocated at once; a bigger block grows as its
+// bytes arrive, so a corrupt length cannot allocate much more than the input holds.
+func readBlock(r io.Reader, n int) ([]byte, error) {
+	const step = 1 << 20
+	b := make([]byte, 0, min(n, step))
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(n-len(b), len(b)))
+		}
+		k, err := io.ReadFull(r, b[len(b):min(n, cap(b))])
+		b = b[:len(b)+k]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 func readString(br *bufio.Reader) (string, error) {

@@ -333,3 +333,23 @@ func TestRefusesOldServer(t *testing.T) {
 		t.Fatalf("server %s: OpenStore: %v", v, err)
 	}
 }
+
+// TestConflictOnReplicatedStreams runs the conflict suite on a 3-node cluster with
+// 3-replica streams, where the server reports a conflict as 10164 rather than 10071.
+func TestConflictOnReplicatedStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	t.Parallel()
+	c := eventstest.RunCluster(t, 3)
+	js := c.JetStream(t)
+	var st *events.Store
+	eventstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		st, err = events.OpenStore(ctx, js, events.StoreConfig{Node: "n1", Replicas: 3}, zerolog.Nop())
+		return err
+	})
+	testConflict(t, st)
+}

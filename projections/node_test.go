@@ -28,6 +28,7 @@ type testNode struct {
 }
 
 type nodeOpts struct {
+	replicas int
 	snapDir  string
 	cipher   *events.Cipher
 	seed     *domain.Settings
@@ -41,10 +42,13 @@ func startNode(t testing.TB, js jetstream.JetStream, o nodeOpts) *testNode {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := events.OpenStore(ctx, js, events.StoreConfig{Node: "test", Cipher: o.cipher}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	var st *events.Store
+	// A fresh cluster may still be electing stream leaders: retry the stream set-up.
+	eventstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var err error
+		st, err = events.OpenStore(ctx, js, events.StoreConfig{Node: "test", Cipher: o.cipher, Replicas: o.replicas}, zerolog.Nop())
+		return err
+	})
 	cfg := o.snapshot
 	cfg.Seed = testSeed()
 	if o.seed != nil {

@@ -102,8 +102,24 @@ func TestReadYourWrites(t *testing.T) {
 func TestConcurrentCreateSameNameOnTwoNodes(t *testing.T) {
 	t.Parallel()
 	js, _ := embeddedJS(t)
-	a := startNode(t, js, nodeOpts{})
-	b := startNode(t, js, nodeOpts{})
+	testConcurrentCreate(t, startNode(t, js, nodeOpts{}), startNode(t, js, nodeOpts{}))
+}
+
+// TestConcurrentCreateOnReplicatedStreams races two nodes on a 3-node cluster with
+// 3-replica streams: there, concurrent guarded appends are refused with 10164 while the
+// other proposal is in flight, and 10071 otherwise; both must read as a conflict.
+func TestConcurrentCreateOnReplicatedStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	t.Parallel()
+	c := eventstest.RunCluster(t, 3)
+	a := startNode(t, c.JetStream(t), nodeOpts{replicas: 3})
+	b := startNode(t, c.JetStream(t), nodeOpts{replicas: 3})
+	testConcurrentCreate(t, a, b)
+}
+
+func testConcurrentCreate(t *testing.T, a, b *testNode) {
 	ctx := context.Background()
 	const names = 20
 	var wg sync.WaitGroup
