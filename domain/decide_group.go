@@ -2,8 +2,10 @@ package domain
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -96,8 +98,6 @@ func DecideCreateGroup(s *State, in GroupInput) (GroupCreated, error) {
 		errs.addf("name", "is required")
 	} else if g.Name, err = ValidateGroupName(*in.Name); err != nil {
 		errs.add(err)
-	} else if _, taken := s.names[g.Name]; taken {
-		return GroupCreated{}, Errorf(EDUPLICATE, "group name %q is already taken", g.Name)
 	}
 	g.ChannelType, err = ParseChannelType(deref(in.ChannelType))
 	errs.add(err)
@@ -147,6 +147,10 @@ func DecideCreateGroup(s *State, in GroupInput) (GroupCreated, error) {
 	if err := Invalid(errs...); err != nil {
 		return GroupCreated{}, err
 	}
+	// Bad input is reported first; a well-formed group whose name is taken conflicts.
+	if _, taken := s.names[g.Name]; taken {
+		return GroupCreated{}, Errorf(EDUPLICATE, "group name %q is already taken", g.Name)
+	}
 	return GroupCreated{Group: g}, nil
 }
 
@@ -166,9 +170,6 @@ func DecideUpdateGroup(s *State, id uint64, in GroupInput) (GroupUpdated, error)
 		name, err := ValidateGroupName(*in.Name)
 		errs.add(err)
 		if err == nil && name != g.Name {
-			if _, taken := s.names[name]; taken {
-				return GroupUpdated{}, Errorf(EDUPLICATE, "group name %q is already taken", name)
-			}
 			g.Name = name
 			mark("name")
 		}
@@ -204,7 +205,7 @@ func DecideUpdateGroup(s *State, id uint64, in GroupInput) (GroupUpdated, error)
 		errs.add(err)
 		mark("upstreams")
 	}
-	if in.TestModel != nil && *in.TestModel != "" {
+	if in.TestModel != nil && *in.TestModel != "" && g.Type == GroupStandard { // an aggregate's is always "-"
 		if tm := strings.TrimSpace(*in.TestModel); tm == "" {
 			errs.addf("test_model", "test model cannot be empty")
 		} else {
@@ -254,6 +255,11 @@ func DecideUpdateGroup(s *State, id uint64, in GroupInput) (GroupUpdated, error)
 	}
 	if err := Invalid(errs...); err != nil {
 		return GroupUpdated{}, err
+	}
+	if g.Name != old.Name {
+		if _, taken := s.names[g.Name]; taken {
+			return GroupUpdated{}, Errorf(EDUPLICATE, "group name %q is already taken", g.Name)
+		}
 	}
 	return GroupUpdated{Group: *g, Changed: changed}, nil
 }
@@ -403,7 +409,8 @@ func DecideRemoveSubGroup(s *State, id, member uint64) (SubGroupsChanged, error)
 	return SubGroupsChanged{GroupID: id, SubGroups: subs}, nil
 }
 
-// ParentsOf lists the aggregates a group belongs to, with the weight of each link.
+// ParentsOf lists the aggregates a group belongs to, with the weight of each link, in id
+// order.
 func (s *State) ParentsOf(id uint64) []SubGroup {
 	var out []SubGroup
 	for _, g := range s.groups {
@@ -411,6 +418,7 @@ func (s *State) ParentsOf(id uint64) []SubGroup {
 			out = append(out, SubGroup{GroupID: g.ID, Weight: g.SubGroups[i].Weight})
 		}
 	}
+	slices.SortFunc(out, func(a, b SubGroup) int { return cmp.Compare(a.GroupID, b.GroupID) })
 	return out
 }
 

@@ -11,7 +11,7 @@ import (
 	"gpt-load/domain"
 )
 
-// sortedParents is ParentsOf(id) in aggregate id order (ParentsOf has no order).
+// sortedParents is ParentsOf(id) sorted by aggregate id (kept although ParentsOf now sorts).
 func sortedParents(s *domain.State, id uint64) []domain.SubGroup {
 	p := s.ParentsOf(id)
 	slices.SortFunc(p, func(a, b domain.SubGroup) int { return cmp.Compare(a.GroupID, b.GroupID) })
@@ -695,5 +695,58 @@ func TestDecideRemoveSubGroup(t *testing.T) {
 				t.Errorf("members after apply = %v", g.SubGroups)
 			}
 		})
+	}
+}
+
+func TestDecideGroupOrderOfChecks(t *testing.T) {
+	t.Parallel()
+	f := newFold()
+	f.create(t, stdBody("taken", "openai"))
+	agg := f.create(t, aggBody("agg", "openai"))
+
+	// A body that is wrong and also names a taken group is answered as wrong input first.
+	_, err := domain.DecideCreateGroup(f.State, gin(t, `{"name":"taken","channel_type":"nope","test_model":"m","upstreams":[{"url":"https://u.example","weight":1}]}`))
+	wantCode(t, err, domain.EINVALID)
+	_, err = domain.DecideCreateGroup(f.State, gin(t, stdBody("taken", "openai")))
+	wantCode(t, err, domain.EDUPLICATE)
+	_, err = domain.DecideUpdateGroup(f.State, agg.ID, gin(t, `{"name":"taken","description":"`+strings.Repeat("x", 600)+`"}`))
+	wantCode(t, err, domain.EINVALID)
+	_, err = domain.DecideUpdateGroup(f.State, agg.ID, gin(t, `{"name":"taken"}`))
+	wantCode(t, err, domain.EDUPLICATE)
+
+	// An aggregate's test model stays "-" whatever an update says.
+	up, err := domain.DecideUpdateGroup(f.State, agg.ID, gin(t, `{"test_model":"gpt-4o"}`))
+	if err != nil || up.Group.TestModel != "-" {
+		t.Fatalf("aggregate test_model after update = %q, %v; want \"-\"", up.Group.TestModel, err)
+	}
+}
+
+func TestParentsOfIsOrdered(t *testing.T) {
+	t.Parallel()
+	f := newFold()
+	m := f.create(t, stdBody("member", "openai"))
+	var aggs []uint64
+	for _, name := range []string{"a1", "a2", "a3", "a4", "a5"} {
+		a := f.create(t, aggBody(name, "openai"))
+		f.link(a.ID, m.ID)
+		aggs = append(aggs, a.ID)
+	}
+	for i := 0; i < 20; i++ {
+		var got []uint64
+		for _, p := range f.ParentsOf(m.ID) {
+			got = append(got, p.GroupID)
+		}
+		if !slices.Equal(got, aggs) {
+			t.Fatalf("ParentsOf = %v, want %v in id order", got, aggs)
+		}
+	}
+}
+
+func TestDecideSettingsChangedIsAList(t *testing.T) {
+	t.Parallel()
+	f := newFold()
+	ch, ok, err := domain.DecideSettings(f.State, nil)
+	if err != nil || !ok || ch.Changed == nil {
+		t.Fatalf("first settings decision on an unseeded log = %+v, %v, %v; want a record with an empty list", ch, ok, err)
 	}
 }

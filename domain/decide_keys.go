@@ -131,7 +131,7 @@ func DecideSettings(s *State, changes map[string]json.RawMessage) (f SettingsCha
 		return SettingsChanged{}, false, err
 	}
 	before, after := s.Settings.Values(), next.Values()
-	var changed []string
+	changed := []string{}
 	for _, def := range SettingDefs() {
 		if before[def.Key] != after[def.Key] {
 			changed = append(changed, def.Key)

@@ -24,8 +24,12 @@ func AggregateOf(f Fact) Aggregate {
 	switch f := f.(type) {
 	case SettingsChanged:
 		return Aggregate{Kind: AggSettings}
-	case GroupCreated, GroupUpdated, GroupDeleted, GroupsReordered, SubGroupsChanged, GroupValidated:
+	case GroupCreated, GroupUpdated, GroupDeleted, GroupsReordered, SubGroupsChanged:
 		return Aggregate{Kind: AggGroups}
+	case GroupValidated:
+		// A system job's record that needs no guard: putting it under the groups guard
+		// would make every validation round collide with admin edits.
+		return Aggregate{Kind: AggHealth, GroupID: f.GroupID}
 	case KeysAdded:
 		return Aggregate{Kind: AggKeys, GroupID: f.GroupID}
 	case KeysRemoved:
