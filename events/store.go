@@ -169,6 +169,38 @@ func checkServerVersion(v string) error {
 	return nil
 }
 
+// Publish appends facts without waiting for the server's acknowledgement: the hot path's
+// way to record key-health facts, which are never guarded. Facts are still deduplicated
+// by id if a publish is retried. The JetStream context bounds the publishes in flight
+// (jetstream.WithPublishAsyncMaxPending) and reports failed ones to its error handler;
+// Flush waits for them.
+func (s *Store) Publish(actor string, facts ...domain.Fact) error {
+	for _, f := range facts {
+		if agg := domain.AggregateOf(f); agg.Kind != domain.AggHealth {
+			return fmt.Errorf("events: %T must be appended with a guard, not published", f)
+		}
+		id := s.newID()
+		msg, err := s.codec.encode(f, id, actor, s.now())
+		if err != nil {
+			return err
+		}
+		if _, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(EventsStream)); err != nil {
+			return fmt.Errorf("publish %s: %w", msg.Header.Get(hdrType), err)
+		}
+	}
+	return nil
+}
+
+// Flush waits until every fact published so far is acknowledged, or ctx ends.
+func (s *Store) Flush(ctx context.Context) error {
+	select {
+	case <-s.js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("flush events: %d still pending: %w", s.js.PublishAsyncPending(), ctx.Err())
+	}
+}
+
 // isWrongLastSeq recognises an optimistic-concurrency refusal: 10071 from a single-replica
 // stream, 10164 from a replicated one.
 func isWrongLastSeq(err error) bool {

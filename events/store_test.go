@@ -353,3 +353,27 @@ func TestConflictOnReplicatedStreams(t *testing.T) {
 	})
 	testConflict(t, st)
 }
+
+func TestPublishAsyncHealthFacts(t *testing.T) {
+	t.Parallel()
+	js := eventstest.RunServer(t, "").JetStream(t)
+	st := openStore(t, js, events.StoreConfig{})
+	for i := 0; i < 500; i++ {
+		if err := st.Publish(events.ActorProxy, domain.KeySucceeded{GroupID: 1, KeyID: uint64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs := follow(t, st, 0)
+	if len(evs) != 500 || evs[499].Fact.(domain.KeySucceeded).KeyID != 499 {
+		t.Fatalf("%d events after Publish+Flush, want 500 in order", len(evs))
+	}
+	// Guarded facts cannot be published blind.
+	if err := st.Publish(events.ActorAdmin, domain.GroupDeleted{GroupID: 1}); err == nil {
+		t.Fatal("a guarded fact was published without its guard")
+	}
+}

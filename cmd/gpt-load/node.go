@@ -98,7 +98,11 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	if n.nc, err = n.connectNATS(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(n.nc)
+	js, err := jetstream.New(n.nc,
+		jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			log.Error().Err(err).Str("subject", m.Subject).Msg("an asynchronous publish failed")
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -253,6 +257,9 @@ func (n *node) serve(ctx context.Context) error {
 	}
 	closeCtx, cancel2 := context.WithTimeout(context.Background(), rest)
 	defer cancel2()
+	if ferr := n.store.Flush(closeCtx); ferr != nil {
+		n.log.Error().Err(ferr).Msg("events published at shutdown may be lost")
+	}
 	n.closeNATS(closeCtx)
 	if cerr := n.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close database: %w", cerr)
