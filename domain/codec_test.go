@@ -655,3 +655,35 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
+
+func TestTrimKeepsTheState(t *testing.T) {
+	t.Parallel()
+	f := newFold()
+	g := f.create(t, stdBody("trim", "openai"))
+	var values []string
+	for i := 0; i < 3000; i++ {
+		values = append(values, fmt.Sprintf("sk-trim-%04d", i))
+	}
+	f.addKeys(g.ID, values...)
+	var gone []uint64
+	for id := uint64(1); id <= 3000; id += 3 {
+		gone = append(gone, id)
+	}
+	f.apply(domain.KeysRemoved{GroupID: g.ID, KeyIDs: gone})
+	var before bytes.Buffer
+	if err := f.Encode(&before); err != nil {
+		t.Fatal(err)
+	}
+	f.Trim()
+	var after bytes.Buffer
+	if err := f.Encode(&after); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before.Bytes(), after.Bytes()) {
+		t.Fatal("Trim changed the state")
+	}
+	checkKeySet(t, f.State, g.ID)
+	if k, ok := f.Keys(g.ID).ByHash(hashOf("sk-trim-2999")); !ok || k.Value != "sk-trim-2999" {
+		t.Fatalf("lookup after Trim: %+v %v", k, ok)
+	}
+}

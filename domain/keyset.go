@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/binary"
 	"sort"
+	"unsafe"
 )
 
 // KeySet holds the keys of one group. Keys sit in id order (ids only grow, so appending
@@ -165,5 +166,38 @@ func (s *KeySet) compact() {
 	s.overflow = nil
 	for i := range s.keys {
 		s.indexAt(i)
+	}
+}
+
+// trim gives the set exactly the memory it needs: the key slice at its length, and all
+// values in one string (a replay leaves one allocation per value and a slice grown by
+// doubling). Callers holding the old value strings keep them alive until they drop them.
+func (s *KeySet) trim() {
+	s.compact()
+	if cap(s.keys) > len(s.keys)+len(s.keys)/16 {
+		s.keys = append(make([]Key, 0, len(s.keys)), s.keys...)
+	}
+	total := 0
+	for i := range s.keys {
+		total += len(s.keys[i].Value)
+	}
+	buf := make([]byte, 0, total)
+	for i := range s.keys {
+		buf = append(buf, s.keys[i].Value...)
+	}
+	arena := unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is never written again
+	off := 0
+	for i := range s.keys {
+		n := len(s.keys[i].Value)
+		s.keys[i].Value = arena[off : off+n]
+		off += n
+	}
+}
+
+// Trim gives every key set exactly the memory it needs; the projection calls it once a
+// long replay is done.
+func (s *State) Trim() {
+	for _, ks := range s.keys {
+		ks.trim()
 	}
 }

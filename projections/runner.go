@@ -166,6 +166,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			r.publish()
 		}
 		if pending == 0 && !r.caughtUp.Load() {
+			if replayed >= 1000 {
+				r.trim()
+			}
 			r.markCaughtUp(start, replayed)
 		}
 		if pending == 0 {
@@ -179,6 +182,18 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		return ctx.Err()
 	}
 	return err
+}
+
+// trim packs the state a long replay built (see domain.State.Trim) and rebuilds the pools
+// so they hold the packed values, not the replay's copies.
+func (r *Runner) trim() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.state.Trim()
+	v := r.view.Load()
+	for id, g := range v.byID {
+		g.pool.build(r.state.Keys(id))
+	}
 }
 
 func (r *Runner) markCaughtUp(start time.Time, replayed int) {
