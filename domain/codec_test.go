@@ -515,7 +515,7 @@ func TestDecodeStateCorrupt(t *testing.T) {
 		{"header an array", func(t testing.TB) []byte { return joinEncoding(t, "[]", nil) }},
 		{"header null", func(t testing.TB) []byte { return joinEncoding(t, "null", nil) }},
 		{"format 0", withHeader(func(h map[string]any) { h["format"] = 0 })},
-		{"format 2", withHeader(func(h map[string]any) { h["format"] = 2 })},
+		{"format from the future", withHeader(func(h map[string]any) { h["format"] = domain.StateFormat + 1 })},
 		{"null group", withHeader(func(h map[string]any) { h["groups"] = append(h["groups"].([]any), nil) })},
 		{"group of the wrong type", withHeader(func(h map[string]any) { h["groups"] = []any{"x"} })},
 		{"key set of an unknown group", withHeader(func(h map[string]any) {

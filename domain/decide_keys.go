@@ -110,6 +110,35 @@ func DecideClearKeys(s *State, groupID uint64, scope KeyScope) (f KeysCleared, n
 	return KeysCleared{GroupID: groupID, Scope: scope}, n, nil
 }
 
+// DecideDisableKeys disables (or, with enable, re-enables) the listed keys of a group;
+// ok is false when none of them changes.
+func DecideDisableKeys(s *State, groupID uint64, ids []uint64, enable bool) (f Fact, n int, err error) {
+	_, ks, err := s.standardGroup(groupID)
+	if err != nil {
+		return nil, 0, err
+	}
+	var change []uint64
+	seen := make(map[uint64]struct{}, len(ids))
+	for _, id := range ids {
+		k, ok := ks.ByID(id)
+		if !ok {
+			return nil, 0, Errorf(ENOTFOUND, "key %d not found in group %d", id, groupID)
+		}
+		if _, dup := seen[id]; dup || k.Disabled == !enable {
+			continue
+		}
+		seen[id] = struct{}{}
+		change = append(change, id)
+	}
+	if len(change) == 0 {
+		return nil, 0, nil
+	}
+	if enable {
+		return KeysEnabled{GroupID: groupID, KeyIDs: change}, len(change), nil
+	}
+	return KeysDisabled{GroupID: groupID, KeyIDs: change}, len(change), nil
+}
+
 // DecideKeyNotes sets the notes of a key (trimmed, at most MaxNotesLen characters).
 func DecideKeyNotes(s *State, keyID uint64, notes string) (KeyNoteChanged, error) {
 	k, ok := s.Key(keyID)

@@ -101,6 +101,19 @@ type KeysRestored struct {
 	AllInvalid bool     `json:"all_invalid,omitempty"`
 }
 
+// KeysDisabled takes keys out of rotation without deleting them; KeysEnabled puts them
+// back. Status and failure counts are kept.
+type KeysDisabled struct {
+	GroupID uint64   `json:"group_id"`
+	KeyIDs  []uint64 `json:"key_ids"`
+}
+
+// KeysEnabled puts disabled keys back in rotation.
+type KeysEnabled struct {
+	GroupID uint64   `json:"group_id"`
+	KeyIDs  []uint64 `json:"key_ids"`
+}
+
 // KeyNoteChanged sets the free-text notes of a key.
 type KeyNoteChanged struct {
 	GroupID uint64 `json:"group_id"`
@@ -148,6 +161,8 @@ func (KeysRemoved) fact()      {}
 func (KeysCleared) fact()      {}
 func (KeysRestored) fact()     {}
 func (KeyNoteChanged) fact()   {}
+func (KeysDisabled) fact()     {}
+func (KeysEnabled) fact()      {}
 func (KeyFailed) fact()        {}
 func (KeySucceeded) fact()     {}
 func (KeyValidated) fact()     {}

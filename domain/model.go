@@ -131,6 +131,7 @@ type Key struct {
 	Value         string // the key in clear, in memory only
 	Hash          KeyHash
 	Status        KeyStatus
+	Disabled      bool   // taken out of rotation by an admin: never selected, never revalidated
 	FailureCount  uint32 // consecutive counted failures; reset by a success
 	CreatedAt     int64
 	UpdatedAt     int64
@@ -141,8 +142,12 @@ type Key struct {
 
 // Usable reports whether the key may be selected at time now (Unix nanoseconds).
 func (k *Key) Usable(now int64) bool {
-	return k.Status == KeyActive && k.CooldownUntil <= now
+	return k.Selectable() && k.CooldownUntil <= now
 }
+
+// Selectable reports whether the key is in rotation (cooldowns aside): active and not
+// disabled.
+func (k *Key) Selectable() bool { return k.Status == KeyActive && !k.Disabled }
 
 // MaskKey shows the first and last four characters of keys longer than 8 characters.
 func MaskKey(v string) string {

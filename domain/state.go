@@ -40,6 +40,10 @@ func AggregateOf(f Fact) Aggregate {
 		return Aggregate{Kind: AggKeys, GroupID: f.GroupID}
 	case KeyNoteChanged:
 		return Aggregate{Kind: AggKeys, GroupID: f.GroupID}
+	case KeysDisabled:
+		return Aggregate{Kind: AggKeys, GroupID: f.GroupID}
+	case KeysEnabled:
+		return Aggregate{Kind: AggKeys, GroupID: f.GroupID}
 	case KeyFailed:
 		return Aggregate{Kind: AggHealth, GroupID: f.GroupID}
 	case KeySucceeded:
@@ -302,6 +306,14 @@ func (s *State) Apply(f Fact, m Meta) Changes {
 			k.Notes, k.UpdatedAt = f.Notes, at
 			ch.Keys = f.GroupID
 		}
+	case KeysDisabled:
+		if s.setDisabled(f.GroupID, f.KeyIDs, true, at) {
+			ch.Keys = f.GroupID
+		}
+	case KeysEnabled:
+		if s.setDisabled(f.GroupID, f.KeyIDs, false, at) {
+			ch.Keys = f.GroupID
+		}
 	case KeyFailed:
 		if k, ok := s.groupKey(f.GroupID, f.KeyID); ok {
 			switch f.Kind {
@@ -340,6 +352,19 @@ func (s *State) putGroup(g *Group) {
 	if s.keys[g.ID] == nil {
 		s.keys[g.ID] = newKeySet(0)
 	}
+}
+
+func (s *State) setDisabled(groupID uint64, ids []uint64, disabled bool, at int64) bool {
+	ks := s.keys[groupID]
+	if ks == nil {
+		return false
+	}
+	for _, id := range ids {
+		if k, ok := ks.ByID(id); ok && k.Disabled != disabled {
+			k.Disabled, k.UpdatedAt = disabled, at
+		}
+	}
+	return true
 }
 
 func (s *State) groupKey(groupID, keyID uint64) (*Key, bool) {

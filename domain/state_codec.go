@@ -14,7 +14,7 @@ import (
 
 // StateFormat is the version of the encoding written by State.Encode. A snapshot in another
 // format is not read: the state is rebuilt from the log instead.
-const StateFormat = 1
+const StateFormat = 2
 
 // stateHeader is the small part of the state, kept as JSON for readability.
 type stateHeader struct {
@@ -76,7 +76,11 @@ func (s *State) Encode(w io.Writer) error {
 			buf = binary.AppendUvarint(buf, k.ID)
 			buf = binary.AppendUvarint(buf, uint64(len(k.Value)))
 			buf = append(buf, k.Hash[:]...)
-			buf = append(buf, byte(k.Status))
+			st := byte(k.Status)
+			if k.Disabled {
+				st |= disabledBit
+			}
+			buf = append(buf, st)
 			buf = binary.AppendUvarint(buf, uint64(k.FailureCount))
 			buf = binary.AppendVarint(buf, k.CreatedAt)
 			buf = binary.AppendVarint(buf, k.UpdatedAt)
@@ -91,6 +95,9 @@ func (s *State) Encode(w io.Writer) error {
 	}
 	return bw.Flush()
 }
+
+// disabledBit marks a disabled key in the status byte of the encoding.
+const disabledBit = 0x80
 
 var errCorrupt = errors.New("state encoding is corrupt")
 
@@ -174,7 +181,8 @@ func decodeKeySet(br *bufio.Reader, kh keySetHeader) (*KeySet, error) {
 		if err != nil {
 			return nil, err
 		}
-		if k.Status = KeyStatus(st); k.Status != KeyActive && k.Status != KeyInvalid {
+		k.Disabled = st&disabledBit != 0
+		if k.Status = KeyStatus(st &^ disabledBit); k.Status != KeyActive && k.Status != KeyInvalid {
 			return nil, errCorrupt
 		}
 		fc, err := binary.ReadUvarint(br)

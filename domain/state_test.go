@@ -1371,3 +1371,45 @@ func TestApplyKeepsEmptyLists(t *testing.T) {
 		})
 	}
 }
+
+func TestDisableEnableKeys(t *testing.T) {
+	t.Parallel()
+	f := newFold()
+	g := f.create(t, stdBody("dis", "openai"))
+	f.addKeys(g.ID, "k1", "k2")
+	k1 := f.key(t, g.ID, "k1")
+
+	fact, n, err := domain.DecideDisableKeys(f.State, g.ID, []uint64{k1.ID, k1.ID}, false)
+	if err != nil || n != 1 {
+		t.Fatalf("disable = %v, %d, %v", fact, n, err)
+	}
+	if ch := f.apply(fact); ch.Keys != g.ID {
+		t.Fatalf("changes %+v", ch)
+	}
+	k := f.key(t, g.ID, "k1")
+	if !k.Disabled || k.Status != domain.KeyActive || k.Selectable() || k.Usable(0) {
+		t.Fatalf("disabled key %+v: keeps its status, leaves rotation", k)
+	}
+	// Disabling again changes nothing; an unknown id is not found; aggregates hold no keys.
+	if fact, _, err := domain.DecideDisableKeys(f.State, g.ID, []uint64{k1.ID}, false); fact != nil || err != nil {
+		t.Fatalf("second disable = %v, %v", fact, err)
+	}
+	_, _, err = domain.DecideDisableKeys(f.State, g.ID, []uint64{999}, false)
+	wantCode(t, err, domain.ENOTFOUND)
+	// A disabled key keeps counting failures and can be blacklisted while disabled.
+	for i := 0; i < 3; i++ {
+		f.fail(t, g.ID, "k1")
+	}
+	if k := f.key(t, g.ID, "k1"); k.Status != domain.KeyInvalid || !k.Disabled {
+		t.Fatalf("after failures %+v", k)
+	}
+	fact, n, err = domain.DecideDisableKeys(f.State, g.ID, []uint64{k1.ID}, true)
+	if err != nil || n != 1 {
+		t.Fatalf("enable = %v, %d, %v", fact, n, err)
+	}
+	f.apply(fact)
+	if k := f.key(t, g.ID, "k1"); k.Disabled {
+		t.Fatal("still disabled after enable")
+	}
+	checkKeySet(t, f.State, g.ID)
+}

@@ -374,6 +374,18 @@ func (c *Commands) ClearKeys(ctx context.Context, actor string, groupID uint64, 
 	return n, err
 }
 
+// SetKeysDisabled disables keys of a group by id (or re-enables them when disabled is
+// false); it returns how many changed. A disabled key is never selected nor revalidated.
+func (c *Commands) SetKeysDisabled(ctx context.Context, actor string, groupID uint64, ids []uint64, disabled bool) (int, error) {
+	n := 0
+	_, err := c.exec(ctx, actor, func(s *domain.State) (domain.Fact, error) {
+		f, k, err := domain.DecideDisableKeys(s, groupID, ids, !disabled)
+		n = k
+		return f, err
+	})
+	return n, err
+}
+
 // SetKeyNotes sets the notes of a key.
 func (c *Commands) SetKeyNotes(ctx context.Context, actor string, keyID uint64, notes string) error {
 	_, err := c.exec(ctx, actor, func(s *domain.State) (domain.Fact, error) {

@@ -46,6 +46,8 @@ func kinds() []kind {
 		reg[domain.KeysCleared]("keys.cleared", 1),
 		reg[domain.KeysRestored]("keys.restored", 1),
 		reg[domain.KeyNoteChanged]("key.note_changed", 1),
+		reg[domain.KeysDisabled]("keys.disabled", 1),
+		reg[domain.KeysEnabled]("keys.enabled", 1),
 		reg[domain.KeyFailed]("key.failed", 1),
 		reg[domain.KeySucceeded]("key.succeeded", 1),
 		reg[domain.KeyValidated]("key.validated", 1),

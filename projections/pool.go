@@ -7,10 +7,12 @@ import (
 	"gpt-load/domain"
 )
 
-// PoolKey is a key as the proxy uses it.
+// PoolKey is a key as the proxy uses it. Failures is its failure streak when picked: the
+// proxy records a success only for a key that had one.
 type PoolKey struct {
-	ID    uint64
-	Value string
+	ID       uint64
+	Value    string
+	Failures uint32
 }
 
 // chunkSize is the number of entries of one chunk. Chunks are allocated once and never
@@ -18,10 +20,11 @@ type PoolKey struct {
 const chunkSize = 1024
 
 type entry struct {
-	id    uint64
-	value string
-	until atomic.Int64 // end of a rate-limit cooldown, Unix nanoseconds
-	out   atomic.Bool  // not selectable: blacklisted or removed
+	id       uint64
+	value    string
+	until    atomic.Int64  // end of a rate-limit cooldown, Unix nanoseconds
+	failures atomic.Uint32 // the key's current failure streak
+	out      atomic.Bool   // not selectable: blacklisted, disabled or removed
 }
 
 type chunk [chunkSize]entry
@@ -84,7 +87,7 @@ func (h *poolHolder) pick(now int64) (PoolKey, bool) {
 		j := (start + i) % n
 		e := &p.chunks[j/chunkSize][j%chunkSize]
 		if !e.out.Load() && e.until.Load() <= now {
-			return PoolKey{ID: e.id, Value: e.value}, true
+			return PoolKey{ID: e.id, Value: e.value, Failures: e.failures.Load()}, true
 		}
 	}
 	return PoolKey{}, false
@@ -95,7 +98,7 @@ func (h *poolHolder) build(ks *domain.KeySet) {
 	p := &Pool{}
 	if ks != nil {
 		ks.Each(func(k *domain.Key) bool {
-			if k.Status == domain.KeyActive {
+			if k.Selectable() {
 				p.appendKey(k)
 			}
 			return true
@@ -114,6 +117,7 @@ func (p *Pool) appendKey(k *domain.Key) {
 	e := p.at(p.n)
 	e.id, e.value = k.ID, k.Value
 	e.until.Store(k.CooldownUntil)
+	e.failures.Store(k.FailureCount)
 	e.out.Store(false)
 	p.n++
 }
@@ -125,7 +129,7 @@ func (h *poolHolder) added(ks *domain.KeySet, from, to uint64) {
 		if k.ID < from {
 			return false
 		}
-		if k.ID < to && k.Status == domain.KeyActive {
+		if k.ID < to && k.Selectable() {
 			fresh = append(fresh, k)
 		}
 		return true
@@ -144,7 +148,7 @@ func (h *poolHolder) added(ks *domain.KeySet, from, to uint64) {
 // sync brings one key's entry in line with the key's state; k is nil for a removed key.
 func (h *poolHolder) sync(id uint64, k *domain.Key) {
 	e := h.p.Load().find(id)
-	selectable := k != nil && k.Status == domain.KeyActive
+	selectable := k != nil && k.Selectable()
 	if e == nil {
 		if selectable {
 			h.rebuild = true
@@ -153,6 +157,7 @@ func (h *poolHolder) sync(id uint64, k *domain.Key) {
 	}
 	if k != nil {
 		e.until.Store(k.CooldownUntil)
+		e.failures.Store(k.FailureCount)
 	}
 	if was := !e.out.Load(); was != selectable {
 		e.out.Store(!selectable)

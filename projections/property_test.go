@@ -92,7 +92,11 @@ func randomCommands(t *testing.T, rng *rand.Rand, node func() *testNode, n int, 
 			err = nd.cmd.AddSubGroups(ctx, events.ActorAdmin, anyGroup(), []domain.SubGroup{{GroupID: anyGroup(), Weight: rng.IntN(10)}})
 		case op == 12 && len(keys) > 0:
 			k := keys[rng.IntN(len(keys))]
-			err = nd.cmd.SetKeyNotes(ctx, events.ActorAdmin, k[1], fmt.Sprintf("note %d", i))
+			if rng.IntN(2) == 0 {
+				err = nd.cmd.SetKeyNotes(ctx, events.ActorAdmin, k[1], fmt.Sprintf("note %d", i))
+			} else {
+				_, err = nd.cmd.SetKeysDisabled(ctx, events.ActorAdmin, k[0], []uint64{k[1]}, rng.IntN(3) != 0)
+			}
 		case len(keys) > 0:
 			k := keys[rng.IntN(len(keys))]
 			var f domain.Fact
@@ -198,7 +202,7 @@ func checkPools(t *testing.T, n *testNode) {
 			var want []uint64
 			if ks := s.Keys(g.ID); ks != nil {
 				ks.Each(func(k *domain.Key) bool {
-					if k.Status == domain.KeyActive {
+					if k.Selectable() {
 						want = append(want, k.ID)
 					}
 					return true

@@ -257,6 +257,14 @@ func (r *Runner) updatePool(f domain.Fact, ch domain.Changes) {
 		h.sync(f.KeyID, key(f.KeyID))
 	case domain.KeyValidated:
 		h.sync(f.KeyID, key(f.KeyID))
+	case domain.KeysDisabled:
+		for _, id := range f.KeyIDs {
+			h.sync(id, key(id))
+		}
+	case domain.KeysEnabled:
+		for _, id := range f.KeyIDs {
+			h.sync(id, key(id))
+		}
 	case domain.KeyNoteChanged:
 		return
 	default: // KeysCleared and anything else touching many keys
