@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"gpt-load/domain"
 	"gpt-load/events"
 )
@@ -16,6 +18,9 @@ func BenchmarkAdminCommand(b *testing.B) {
 	js, _ := embeddedJS(b)
 	n := startNode(b, js, nodeOpts{})
 	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"gl.bench.>"}, Storage: jetstream.FileStorage}); err != nil {
+		b.Fatal(err)
+	}
 	g, err := n.cmd.CreateGroup(ctx, events.ActorAdmin, standardGroup("bench"))
 	if err != nil {
 		b.Fatal(err)
@@ -25,6 +30,15 @@ func BenchmarkAdminCommand(b *testing.B) {
 	}
 	var keyID uint64
 	n.proj.Read(func(s *domain.State) { s.Keys(g.ID).Each(func(k *domain.Key) bool { keyID = k.ID; return false }) })
+	// The baseline: one synchronous JetStream publish of a small message, on the same
+	// server, the floor under any command that must be durable before it returns.
+	b.Run("baseline-publish", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := js.Publish(ctx, "gl.bench.baseline", []byte(`{"group_id":1,"key_id":1}`)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("update-group", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			sort := i
