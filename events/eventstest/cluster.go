@@ -85,14 +85,5 @@ func RunCluster(t testing.TB, size int) *Cluster {
 // JetStream connects to every node of the cluster (the client fails over among them).
 func (c *Cluster) JetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(strings.Join(c.URLs, ","), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return jetStream(t)(nats.Connect(strings.Join(c.URLs, ","), nats.MaxReconnects(-1)))
 }

@@ -47,16 +47,24 @@ func RunServer(t testing.TB, dir string) *Server {
 // when the test ends.
 func (s *Server) JetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	nc, err := s.Connect()
-	if err != nil {
-		t.Fatal(err)
+	return jetStream(t)(s.Connect())
+}
+
+// jetStream returns a function that turns a connection attempt into a JetStream context
+// whose connection closes when the test ends.
+func jetStream(t testing.TB) func(*nats.Conn, error) jetstream.JetStream {
+	return func(nc *nats.Conn, err error) jetstream.JetStream {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("connect to NATS: %v", err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
 	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }
 
 // External connects to the NATS server whose URL is in the environment variable env
@@ -69,15 +77,7 @@ func External(t testing.TB, env string) jetstream.JetStream {
 	if url == "" {
 		t.Skipf("%s is not set: skipping the test against an external NATS server", env)
 	}
-	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
-	if err != nil {
-		t.Fatalf("connect to %s %s: %v", env, url, err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStream(t)(nats.Connect(url, nats.Timeout(5*time.Second)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, name := range []string{events.EventsStream, events.ReqLogStream} {
