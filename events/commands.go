@@ -93,8 +93,8 @@ func read[T any](p Projection, f func(s *domain.State) T) T {
 }
 
 func (c *Commands) group(id uint64) (domain.Group, error) {
-	g, ok := read(c.proj, func(s *domain.State) *domain.Group { g, _ := s.Group(id); return g }), true
-	if g == nil || !ok {
+	g := read(c.proj, func(s *domain.State) *domain.Group { g, _ := s.Group(id); return g })
+	if g == nil {
 		return domain.Group{}, domain.Errorf(domain.ENOTFOUND, "group %d not found", id)
 	}
 	return *g, nil
