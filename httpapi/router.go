@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -10,12 +11,41 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/hlog"
+
+	"gpt-load/domain"
+	"gpt-load/events"
+	"gpt-load/httpapi/tasks"
+	"gpt-load/projections"
 )
 
 // Readiness is what /health reports about the projections.
 type Readiness interface {
 	CaughtUp() bool
 	Applied() uint64
+}
+
+// Projection is what the admin API reads of the projected state: consistent reads under
+// the projection's shared lock, and the lock-free view.
+type Projection interface {
+	Read(f func(s *domain.State))
+	View() *projections.View
+}
+
+// AuditLog reads the event history for GET /api/audit.
+type AuditLog interface {
+	Page(ctx context.Context, q events.AuditQuery) (events.AuditPage, error)
+}
+
+// KeyValidator runs the channel's validation request for upstream keys (API.md 7.10) and
+// records the outcomes as key events; the proxy package provides it.
+type KeyValidator interface {
+	// ValidateKeys validates the listed keys of a standard group with at most concurrency
+	// requests at a time, calling progress with the number of keys done so far (possibly
+	// from several goroutines). It returns how many were valid and invalid.
+	ValidateKeys(ctx context.Context, groupID uint64, keyIDs []uint64, concurrency int, progress func(done int)) (valid, invalid int, err error)
+	// TestKey validates one key value of the group and records the outcome the same way;
+	// message explains a failure.
+	TestKey(ctx context.Context, groupID uint64, keyValue string) (ok bool, message string, err error)
 }
 
 // Deps are the parts the router serves from.
@@ -25,9 +55,35 @@ type Deps struct {
 	Node    string
 	Started time.Time
 	Now     func() time.Time // defaults to time.Now
+
+	// The admin API is served when Commands is set; State, Audit and Cipher are then
+	// required.
+	Commands *events.Commands
+	State    Projection
+	Audit    AuditLog
+	Cipher   *events.Cipher // the store's cipher: hashes key values for lookups
+	// AuthKey is the admin key (AUTH_KEY); EncryptionKeySet tells whether ENCRYPTION_KEY
+	// is set (dashboard warnings and encryption status).
+	AuthKey          string
+	EncryptionKeySet bool
+	// Validator runs key validations; nil makes validate-group and test-multiple answer
+	// 503.
+	Validator KeyValidator
+	// Tasks holds the one task slot; nil keeps it in this node's memory.
+	Tasks tasks.Store
+	// TaskContext bounds background tasks (imports, deletes, validations): they stop when
+	// it ends. nil lets them run to completion.
+	TaskContext context.Context
+	// TempDir holds uploaded key files while they are imported; "" is the system's.
+	TempDir string
+	// Proxy, when set, serves /proxy/{group}/* (everything but the per-group integration
+	// info, which this router answers first).
+	Proxy http.Handler
 }
 
-// New builds the router.
+// New builds the router: /health, the admin API under /api (when d.Commands is set), the
+// per-group integration info, the proxy when given, and the 404 fallback of API.md 0.1
+// for everything else.
 func New(d Deps) http.Handler {
 	if d.Ready == nil {
 		panic("httpapi: nil readiness")
@@ -37,14 +93,23 @@ func New(d Deps) http.Handler {
 	}
 	r := chi.NewRouter()
 	r.Use(hlog.NewHandler(d.Log), recoverer, securityHeaders)
+	r.NotFound(notFound)
+	r.MethodNotAllowed(notFound)
 	r.Get("/health", health(d))
-	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Not Found"})
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Not Found"})
-	})
+	if d.Commands != nil {
+		a := newAdmin(d)
+		r.Route("/api", a.routes)
+		r.With(a.whenReady).HandleFunc("/proxy/{group}/api/integration/info", a.groupIntegrationInfo)
+		if d.Proxy != nil {
+			r.Handle("/proxy/{group}/*", d.Proxy)
+		}
+	}
 	return r
+}
+
+// notFound answers unknown routes and wrong methods alike (API.md 0.1).
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusNotFound, map[string]string{"error": "Not Found"})
 }
 
 // health answers 200 once the node serves from a caught-up state, 503 before: a load
@@ -104,4 +169,113 @@ func recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// admin serves the admin API.
+type admin struct {
+	d      Deps
+	cmd    *events.Commands
+	state  Projection
+	audit  AuditLog
+	cipher *events.Cipher
+	tasks  *tasks.Runner
+	auth   authKey
+	now    func() time.Time
+}
+
+func newAdmin(d Deps) *admin {
+	if d.State == nil || d.Audit == nil || d.Cipher == nil {
+		panic("httpapi: the admin API needs State, Audit and Cipher")
+	}
+	store := d.Tasks
+	if store == nil {
+		store = tasks.NewMemory(d.Now)
+	}
+	return &admin{
+		d: d, cmd: d.Commands, state: d.State, audit: d.Audit, cipher: d.Cipher,
+		tasks: tasks.NewRunner(store, d.Log.With().Str("component", "tasks").Logger(), d.Now),
+		auth:  newAuthKey(d.AuthKey),
+		now:   d.Now,
+	}
+}
+
+// routes registers the admin API (API.md 0.1): public login and integration info, and
+// everything else behind the admin key. The OpenAPI document (openapi.go) lists the same
+// routes; a test keeps the two in step.
+func (a *admin) routes(r chi.Router) {
+	r.Post("/auth/login", a.login)
+	r.Group(func(r chi.Router) {
+		r.Use(a.whenReady)
+		r.Get("/integration/info", a.integrationInfo)
+		r.Group(func(r chi.Router) {
+			r.Use(a.requireAdmin)
+			r.Get("/openapi.json", a.openAPI)
+			r.Get("/channel-types", a.channelTypes)
+
+			r.Get("/groups", a.listGroups)
+			r.Post("/groups", a.createGroup)
+			r.Get("/groups/list", a.listGroupNames)
+			r.Get("/groups/config-options", a.configOptions)
+			r.Put("/groups/reorder", a.reorderGroups)
+			r.Put("/groups/{id}", a.updateGroup)
+			r.Delete("/groups/{id}", a.deleteGroup)
+			r.Get("/groups/{id}/stats", a.groupStats)
+			r.Post("/groups/{id}/copy", a.copyGroup)
+			r.Get("/groups/{id}/sub-groups", a.listSubGroups)
+			r.Post("/groups/{id}/sub-groups", a.addSubGroups)
+			r.Put("/groups/{id}/sub-groups/{subGroupId}/weight", a.setSubGroupWeight)
+			r.Delete("/groups/{id}/sub-groups/{subGroupId}", a.removeSubGroup)
+			r.Get("/groups/{id}/parent-aggregate-groups", a.parentAggregates)
+
+			r.Get("/keys", a.listKeys)
+			r.Get("/keys/export", a.exportKeys)
+			r.Post("/keys/add-multiple", a.addKeys)
+			r.Post("/keys/add-async", a.addKeysAsync)
+			r.Post("/keys/delete-multiple", a.deleteKeys)
+			r.Post("/keys/delete-async", a.deleteKeysAsync)
+			r.Post("/keys/restore-multiple", a.restoreKeys)
+			r.Post("/keys/restore-all-invalid", a.restoreAllInvalid)
+			r.Post("/keys/clear-all-invalid", a.clearAllInvalid)
+			r.Post("/keys/clear-all", a.clearAll)
+			r.Post("/keys/validate-group", a.validateGroup)
+			r.Post("/keys/test-multiple", a.testKeys)
+			r.Post("/keys/disable-multiple", a.disableKeys)
+			r.Post("/keys/enable-multiple", a.enableKeys)
+			r.Put("/keys/{id}/notes", a.setKeyNotes)
+
+			r.Get("/tasks/status", a.taskStatus)
+			r.Get("/settings", a.getSettings)
+			r.Put("/settings", a.putSettings)
+			r.Get("/dashboard/stats", a.dashboardStats)
+			r.Get("/dashboard/encryption-status", a.encryptionStatus)
+			r.Get("/audit", a.auditTrail)
+		})
+	})
+}
+
+// whenReady answers 503 until the projections have caught up with the log: a node still
+// replaying would show, and decide on, an old state.
+func (a *admin) whenReady(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.d.Ready.CaughtUp() {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Code: codeUnavailable, Message: tr(r, msgStarting)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// taskContext is the context background tasks run under.
+func (a *admin) taskContext(r *http.Request) context.Context {
+	if a.d.TaskContext != nil {
+		return a.d.TaskContext
+	}
+	return context.WithoutCancel(r.Context())
+}
+
+// read returns a value computed from the current state.
+func read[T any](p Projection, f func(s *domain.State) T) T {
+	var v T
+	p.Read(func(s *domain.State) { v = f(s) })
+	return v
 }

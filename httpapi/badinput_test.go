@@ -1,0 +1,139 @@
+package httpapi_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestBadInputChangesNothing sends bad input to every route that changes something: each
+// answer is a 4xx naming the culprit, and the state is exactly as before.
+func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOpts{})
+	g := n.group("g")
+	other := n.group("other")
+	agg := uint64(0)
+	{
+		var a struct {
+			ID uint64 `json:"id"`
+		}
+		n.do(http.MethodPost, "/api/groups", `{"name":"agg","group_type":"aggregate","channel_type":"openai"}`).ok(t, &a)
+		agg = a.ID
+	}
+	n.addKeys(g, "sk-key-0001", "sk-key-0002")
+	key := n.keyID(g, "sk-key-0001")
+	tooMany := strings.Repeat("k ", 5001)
+	longKey := strings.Repeat("x", 64<<10+1)
+	std := `"channel_type":"openai","test_model":"m","upstreams":[{"url":"https://u.example","weight":1}]`
+
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+		code               string
+		names              string // comma-separated: each must be named in the fields or the message
+	}{
+		// groups
+		{"POST", "/api/groups", `not json`, 400, "INVALID_JSON", ""},
+		{"POST", "/api/groups", `[]`, 400, "INVALID_JSON", ""},
+		{"POST", "/api/groups", `{"name":"x"} {}`, 400, "INVALID_JSON", ""},
+		{"POST", "/api/groups", `{}`, 400, "VALIDATION_FAILED", "name,channel_type,test_model,upstreams"},
+		{"POST", "/api/groups", `{"name":5}`, 400, "INVALID_JSON", "name"},
+		{"POST", "/api/groups", `{"name":"Bad Name",` + std + `}`, 400, "VALIDATION_FAILED", "name"},
+		{"POST", "/api/groups", `{"name":"n","channel_type":"openai","test_model":"m","upstreams":[{"url":"ftp://u","weight":1},{"url":"https://v","weight":1.5}]}`, 400, "VALIDATION_FAILED", "upstreams[0].url,upstreams[1].weight"},
+		{"POST", "/api/groups", `{"name":"n",` + std + `,"config":{"max_retries":-1,"nope":1}}`, 400, "VALIDATION_FAILED", "config.max_retries,config.nope"},
+		{"POST", "/api/groups", `{"name":"n",` + std + `,"header_rules":[{"key":"x-a","value":"1","action":"set"},{"key":"X-A","value":"2","action":"set"}]}`, 400, "VALIDATION_FAILED", "header_rules[1].key"},
+		{"POST", "/api/groups", `{"name":"n",` + std + `,"validation_endpoint":"https://x/v1"}`, 400, "VALIDATION_FAILED", "validation_endpoint"},
+		{"POST", "/api/groups", `{"name":"n","group_type":"aggregate","channel_type":"openai","model_redirect_rules":{"a":"b"}}`, 400, "VALIDATION_FAILED", "model_redirect_rules"},
+		{"POST", "/api/groups", `{"name":"n","group_type":"mixed",` + std + `}`, 400, "VALIDATION_FAILED", "group_type"},
+		{"POST", "/api/groups", `{"name":"n","channel_type":"cohere","test_model":"m","upstreams":[{"url":"https://u","weight":1}]}`, 400, "VALIDATION_FAILED", "channel_type"},
+		{"POST", "/api/groups", `{"name":"n",` + std + `,"param_overrides":[1]}`, 400, "VALIDATION_FAILED", "param_overrides"},
+		{"POST", "/api/groups", `{"name":"g",` + std + `}`, 409, "DUPLICATE_RESOURCE", "g"},
+		{"PUT", fmt.Sprint("/api/groups/", g), `{"upstreams":null}`, 400, "VALIDATION_FAILED", "upstreams"},
+		{"PUT", fmt.Sprint("/api/groups/", g), `{"test_model":"  "}`, 400, "VALIDATION_FAILED", "test_model"},
+		{"PUT", fmt.Sprint("/api/groups/", g), `{"sort":"x"}`, 400, "INVALID_JSON", "sort"},
+		{"PUT", fmt.Sprint("/api/groups/", g), `{"display_name":"` + strings.Repeat("d", 256) + `"}`, 400, "VALIDATION_FAILED", "display_name"},
+		{"PUT", fmt.Sprint("/api/groups/", g), `{"name":"other"}`, 409, "DUPLICATE_RESOURCE", "other"},
+		{"PUT", fmt.Sprint("/api/groups/", g), ``, 400, "INVALID_JSON", ""},
+		{"PUT", "/api/groups/0", `{}`, 400, "BAD_REQUEST", ""},
+		{"PUT", "/api/groups/reorder", `{"items":[]}`, 400, "INVALID_JSON", "items"},
+		{"PUT", "/api/groups/reorder", `{"items":[{"sort":1}]}`, 400, "INVALID_JSON", "items[0].id"},
+		{"PUT", "/api/groups/reorder", fmt.Sprintf(`{"items":[{"id":%d,"sort":3},{"id":999,"sort":1}]}`, g), 400, "VALIDATION_FAILED", "items[1].id"},
+		{"DELETE", "/api/groups/999", ``, 404, "NOT_FOUND", ""},
+		{"DELETE", "/api/groups/-1", ``, 400, "BAD_REQUEST", ""},
+		{"POST", fmt.Sprint("/api/groups/", g, "/copy"), `{"copy_keys":"x"}`, 400, "VALIDATION_FAILED", "copy_keys"},
+		{"POST", fmt.Sprint("/api/groups/", g, "/copy"), `{"copy_keys":1}`, 400, "INVALID_JSON", "copy_keys"},
+		{"POST", fmt.Sprint("/api/groups/", agg, "/sub-groups"), `{}`, 400, "INVALID_JSON", "sub_groups"},
+		{"POST", fmt.Sprint("/api/groups/", agg, "/sub-groups"), fmt.Sprintf(`{"sub_groups":[{"group_id":%d,"weight":-1}]}`, g), 400, "VALIDATION_FAILED", "sub_groups[0].weight"},
+		{"POST", fmt.Sprint("/api/groups/", agg, "/sub-groups"), fmt.Sprintf(`{"sub_groups":[{"group_id":%d,"weight":1},{"group_id":%d,"weight":1}]}`, g, g), 400, "VALIDATION_FAILED", "sub_groups[1].group_id"},
+		{"POST", fmt.Sprint("/api/groups/", agg, "/sub-groups"), fmt.Sprintf(`{"sub_groups":[{"group_id":%d,"weight":1}]}`, agg), 400, "VALIDATION_FAILED", "sub_groups[0].group_id"},
+		{"PUT", fmt.Sprint("/api/groups/", agg, "/sub-groups/", g, "/weight"), `{}`, 400, "INVALID_JSON", "weight"},
+		// keys
+		{"POST", "/api/keys/add-multiple", `{"keys_text":"a"}`, 400, "INVALID_JSON", "group_id"},
+		{"POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d}`, g), 400, "INVALID_JSON", "keys_text"},
+		{"POST", "/api/keys/add-multiple", `{"group_id":"1","keys_text":"a"}`, 400, "INVALID_JSON", "group_id"},
+		{"POST", "/api/keys/add-multiple", `{"group_id":-1,"keys_text":"a"}`, 400, "INVALID_JSON", "group_id"},
+		{"POST", "/api/keys/add-multiple", keysBody(g, " \n\t "), 400, "VALIDATION_FAILED", "keys_text"},
+		{"POST", "/api/keys/add-multiple", keysBody(g, ",;,"), 400, "VALIDATION_FAILED", "keys_text"},
+		{"POST", "/api/keys/add-multiple", keysBody(g, tooMany), 400, "VALIDATION_FAILED", "keys_text,5000,5001"},
+		{"POST", "/api/keys/add-multiple", keysBody(999, "a"), 404, "NOT_FOUND", ""},
+		{"POST", "/api/keys/add-multiple", keysBody(agg, "sk-1"), 400, "VALIDATION_FAILED", "aggregate"},
+		{"POST", "/api/keys/delete-multiple", keysBody(g, tooMany), 400, "VALIDATION_FAILED", "keys_text"},
+		{"POST", "/api/keys/restore-multiple", keysBody(g, " "), 400, "VALIDATION_FAILED", "keys_text"},
+		{"POST", "/api/keys/test-multiple", keysBody(999, "a"), 404, "NOT_FOUND", ""},
+		{"POST", "/api/keys/add-async", keysBody(g, longKey), 400, "VALIDATION_FAILED", "keys_text,65536"},
+		{"POST", "/api/keys/add-async", `{"group_id":1,"keys_text":5}`, 400, "INVALID_JSON", "keys_text"},
+		{"POST", "/api/keys/delete-async", keysBody(999, "a"), 404, "NOT_FOUND", ""},
+		{"POST", "/api/keys/restore-all-invalid", `{}`, 400, "INVALID_JSON", "group_id"},
+		{"POST", "/api/keys/clear-all-invalid", `{"group_id":999}`, 404, "NOT_FOUND", ""},
+		{"POST", "/api/keys/clear-all", `{"group_id":true}`, 400, "INVALID_JSON", "group_id"},
+		{"POST", "/api/keys/clear-all", fmt.Sprintf(`{"group_id":%d}`, agg), 400, "VALIDATION_FAILED", "aggregate"},
+		{"POST", "/api/keys/validate-group", fmt.Sprintf(`{"group_id":%d,"status":"x"}`, g), 400, "VALIDATION_FAILED", "status"},
+		{"POST", "/api/keys/validate-group", fmt.Sprintf(`{"group_id":%d}`, agg), 400, "VALIDATION_FAILED", "group_id"},
+		{"POST", "/api/keys/disable-multiple", fmt.Sprintf(`{"group_id":%d,"key_ids":[]}`, g), 400, "INVALID_JSON", "key_ids"},
+		{"POST", "/api/keys/disable-multiple", fmt.Sprintf(`{"group_id":%d,"key_ids":[0]}`, g), 400, "VALIDATION_FAILED", "key_ids[0]"},
+		{"POST", "/api/keys/disable-multiple", fmt.Sprintf(`{"group_id":%d,"key_ids":["a"]}`, g), 400, "INVALID_JSON", "key_ids"},
+		{"POST", "/api/keys/disable-multiple", fmt.Sprintf(`{"group_id":%d,"key_ids":[%d,99999]}`, g, key), 404, "NOT_FOUND", "99999"},
+		{"PUT", fmt.Sprint("/api/keys/", key, "/notes"), `{"notes":"` + strings.Repeat("n", 256) + `"}`, 400, "VALIDATION_FAILED", "notes"},
+		{"PUT", fmt.Sprint("/api/keys/", key, "/notes"), `{"notes":1}`, 400, "INVALID_JSON", "notes"},
+		{"PUT", "/api/keys/x/notes", `{"notes":""}`, 400, "BAD_REQUEST", ""},
+		// settings
+		{"PUT", "/api/settings", `{"app_url":"not a url","blacklist_threshold":1.5,"enable_request_body_logging":"yes"}`, 400, "VALIDATION_ERROR", "app_url,blacklist_threshold,enable_request_body_logging"},
+		{"PUT", "/api/settings", `{"proxy_keys":" , "}`, 400, "VALIDATION_ERROR", "proxy_keys"},
+		{"PUT", "/api/settings", `{"max_retries":null}`, 400, "VALIDATION_ERROR", "max_retries"},
+	} {
+		t.Run(c.method+" "+c.path+" "+trunc(c.body), func(t *testing.T) {
+			before := n.encoded()
+			var body any
+			if c.body != "" {
+				body = c.body
+			}
+			e := n.do(c.method, c.path, body).fails(t, c.status, c.code)
+			t.Logf("%s %s", e.Code, e.Message)
+			for _, name := range strings.Split(c.names, ",") {
+				if name == "" {
+					continue
+				}
+				named := strings.Contains(e.Message, name)
+				for _, f := range e.Fields {
+					named = named || f.Field == name
+				}
+				if !named {
+					t.Errorf("%q not named in %q %+v", name, e.Message, e.Fields)
+				}
+			}
+			if string(n.encoded()) != string(before) {
+				t.Error("the state changed")
+			}
+		})
+	}
+	_ = other
+}
+
+func trunc(s string) string {
+	if len(s) > 40 {
+		return s[:40]
+	}
+	return s
+}

@@ -1,0 +1,407 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"gpt-load/domain"
+	"gpt-load/events"
+)
+
+// openAPI serves the OpenAPI 3.1 document of the admin API (GET /api/openapi.json).
+func (a *admin) openAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set(headerContentType, contentTypeJSON)
+	w.Write(openAPIJSON())
+}
+
+var openAPIJSON = sync.OnceValue(func() []byte {
+	b, err := json.Marshal(OpenAPI())
+	if err != nil {
+		panic("httpapi: OpenAPI document: " + err.Error())
+	}
+	return b
+})
+
+// schema is a JSON Schema (OpenAPI 3.1 dialect) as a JSON object.
+type schema = map[string]any
+
+func ref(name string) schema { return schema{"$ref": "#/components/schemas/" + name} }
+func str(desc string) schema {
+	s := schema{"type": "string"}
+	if desc != "" {
+		s["description"] = desc
+	}
+	return s
+}
+func integer(desc string) schema {
+	s := schema{"type": "integer"}
+	if desc != "" {
+		s["description"] = desc
+	}
+	return s
+}
+func number() schema              { return schema{"type": "number"} }
+func boolean() schema             { return schema{"type": "boolean"} }
+func dateTime() schema            { return schema{"type": "string", "format": "date-time"} }
+func arrayOf(items schema) schema { return schema{"type": "array", "items": items} }
+func enum(values ...string) schema {
+	return schema{"type": "string", "enum": values}
+}
+func nullable(s schema) schema {
+	if t, ok := s["type"].(string); ok && len(s) <= 3 {
+		c := schema{}
+		for k, v := range s {
+			c[k] = v
+		}
+		c["type"] = []string{t, "null"}
+		return c
+	}
+	return schema{"anyOf": []schema{s, {"type": "null"}}}
+}
+
+// object is an object schema; fields whose name starts with "?" are optional, the others
+// required.
+func object(fields ...any) schema {
+	props := schema{}
+	var required []string
+	for i := 0; i+1 < len(fields); i += 2 {
+		name := fields[i].(string)
+		if strings.HasPrefix(name, "?") {
+			name = name[1:]
+		} else {
+			required = append(required, name)
+		}
+		props[name] = fields[i+1]
+	}
+	s := schema{"type": "object", "properties": props}
+	if len(required) > 0 {
+		s["required"] = required
+	}
+	return s
+}
+
+// apiOp documents one route.
+type apiOp struct {
+	method, path string
+	tag, summary string
+	description  string
+	public       bool
+	anyMethod    bool // the route answers every method
+	params       []schema
+	body         schema // JSON request body
+	multipart    schema // multipart request body, alternative to body
+	data         schema // data of the success envelope; nil: no data
+	success      schema // a whole success response object, when it is not the envelope
+	errors       []int
+}
+
+func pathParam(name, desc string) schema {
+	return schema{"name": name, "in": "path", "required": true, "description": desc, "schema": schema{"type": "integer", "minimum": 1}}
+}
+
+func queryParam(name, desc string, s schema, required bool) schema {
+	return schema{"name": name, "in": "query", "required": required, "description": desc, "schema": s}
+}
+
+var (
+	groupIDParam    = pathParam("id", "group id")
+	pageParams      = []schema{queryParam("page", "page number, from 1 (bad values mean 1)", integer(""), false), queryParam("page_size", "items per page, 15 by default, at most 1000", integer(""), false)}
+	groupIDQuery    = queryParam("group_id", "group id", integer(""), true)
+	keysBodySchema  = object("group_id", integer("group id"), "keys_text", str("keys: a JSON array of strings, or text separated by white space, ',' or ';'"))
+	groupBodySchema = object("group_id", integer("group id"))
+)
+
+func with(params ...[]schema) []schema {
+	var out []schema
+	for _, p := range params {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// apiOps lists every route of the router, documented.
+func apiOps() []apiOp {
+	countResult := func(fields ...string) schema {
+		var f []any
+		for _, n := range fields {
+			f = append(f, n, integer(""))
+		}
+		return object(f...)
+	}
+	return []apiOp{
+		{method: "GET", path: "/health", tag: "system", summary: "Liveness and readiness", public: true,
+			description: "200 once the node serves from a state caught up with the event log, 503 while it replays. Not the envelope.",
+			success: object("status", enum("healthy", "starting"), "timestamp", dateTime(), "uptime", str("Go duration"), "node", str(""),
+				"projections", object("caught_up", boolean(), "applied_seq", integer(""))), errors: []int{503}},
+		{method: "POST", path: "/api/auth/login", tag: "auth", summary: "Check an admin key", public: true,
+			description: "No session is made: the dashboard keeps the key and sends it with each call. Not the envelope.",
+			body:        object("auth_key", str("")), success: ref("LoginResult"), errors: []int{400, 401}},
+		{method: "GET", path: "/api/integration/info", tag: "integration", summary: "Groups a proxy key may use", public: true,
+			params: []schema{queryParam("key", "proxy key", str(""), true)}, data: arrayOf(ref("IntegrationGroup")), errors: []int{400}},
+		{method: "GET", path: "/proxy/{group}/api/integration/info", tag: "integration", summary: "One group, if a proxy key may use it", public: true, anyMethod: true,
+			description: "Answered for any method, before proxy authentication; only the query parameter key is read.",
+			params:      []schema{{"name": "group", "in": "path", "required": true, "schema": str("group name")}, queryParam("key", "proxy key", str(""), true)},
+			data:        arrayOf(ref("IntegrationGroup")), errors: []int{400, 404}},
+		{method: "GET", path: "/api/openapi.json", tag: "system", summary: "This document", success: schema{"type": "object"}},
+		{method: "GET", path: "/api/channel-types", tag: "groups", summary: "Supported channel types", data: arrayOf(ref("ChannelType"))},
+
+		{method: "GET", path: "/api/groups", tag: "groups", summary: "Every group, by sort then id descending", data: arrayOf(ref("Group"))},
+		{method: "POST", path: "/api/groups", tag: "groups", summary: "Create a group", body: ref("GroupInput"), data: ref("Group"), errors: []int{400, 409}},
+		{method: "GET", path: "/api/groups/list", tag: "groups", summary: "Id, name and display name of every group, by id",
+			data: arrayOf(object("id", integer(""), "name", str(""), "display_name", str("")))},
+		{method: "GET", path: "/api/groups/config-options", tag: "groups", summary: "Settings a group may override, with the current system values",
+			data: arrayOf(ref("ConfigOption"))},
+		{method: "PUT", path: "/api/groups/reorder", tag: "groups", summary: "Set the display order",
+			body: object("items", arrayOf(object("id", integer(""), "sort", integer("")))), errors: []int{400}},
+		{method: "PUT", path: "/api/groups/{id}", tag: "groups", summary: "Update a group (absent or null fields are left as they are)",
+			params: []schema{groupIDParam}, body: ref("GroupInput"), data: ref("Group"), errors: []int{400, 404, 409}},
+		{method: "DELETE", path: "/api/groups/{id}", tag: "groups", summary: "Delete a group, its keys and its aggregate links",
+			params: []schema{groupIDParam}, errors: []int{400, 404}},
+		{method: "GET", path: "/api/groups/{id}/stats", tag: "groups", summary: "Key counts and request figures of a group",
+			description: "Request figures come from request logs and are zero until those are recorded.",
+			params:      []schema{groupIDParam}, data: ref("GroupStats"), errors: []int{400, 404}},
+		{method: "POST", path: "/api/groups/{id}/copy", tag: "groups", summary: "Copy a group under a free name",
+			description: "Keys of groups larger than 5000 keys are copied by the import task; when another task runs, the copy is made without its keys and the message says so.",
+			params:      []schema{groupIDParam}, body: object("?copy_keys", enum("", "none", "valid_only", "all")),
+			data: object("group", ref("Group")), errors: []int{400, 404}},
+		{method: "GET", path: "/api/groups/{id}/sub-groups", tag: "aggregates", summary: "Members of an aggregate group",
+			params: []schema{groupIDParam}, data: arrayOf(ref("SubGroup")), errors: []int{400, 404}},
+		{method: "POST", path: "/api/groups/{id}/sub-groups", tag: "aggregates", summary: "Add members to an aggregate group",
+			params: []schema{groupIDParam}, body: object("sub_groups", arrayOf(object("group_id", integer(""), "weight", integer("0 to 1000")))),
+			errors: []int{400, 404}},
+		{method: "PUT", path: "/api/groups/{id}/sub-groups/{subGroupId}/weight", tag: "aggregates", summary: "Change the weight of a member",
+			params: []schema{groupIDParam, pathParam("subGroupId", "member group id")}, body: object("weight", integer("0 to 1000")), errors: []int{400, 404}},
+		{method: "DELETE", path: "/api/groups/{id}/sub-groups/{subGroupId}", tag: "aggregates", summary: "Remove a member",
+			params: []schema{groupIDParam, pathParam("subGroupId", "member group id")}, errors: []int{400, 404}},
+		{method: "GET", path: "/api/groups/{id}/parent-aggregate-groups", tag: "aggregates", summary: "Aggregates a group belongs to",
+			params: []schema{groupIDParam}, data: arrayOf(object("group_id", integer(""), "name", str(""), "display_name", str(""), "weight", integer(""))),
+			errors: []int{400, 404}},
+
+		{method: "GET", path: "/api/keys", tag: "keys", summary: "A page of a group's keys, by id descending",
+			description: "key_value finds one key by its exact text; search matches a prefix of the key hash (hex) or a part of the masked value (first and last four characters around ****).",
+			params: with([]schema{groupIDQuery}, pageParams, []schema{
+				queryParam("status", "only keys with this status", ref("KeyStatus"), false),
+				queryParam("key_value", "exact key text", str(""), false),
+				queryParam("search", "hash prefix or part of the masked value", str(""), false),
+			}), data: object("items", arrayOf(ref("Key")), "pagination", ref("Pagination")), errors: []int{400, 404}},
+		{method: "GET", path: "/api/keys/export", tag: "keys", summary: "A group's keys in clear, one per line (streamed text)",
+			params:  []schema{groupIDQuery, queryParam("status", "which keys", enum("all", "active", "invalid"), false)},
+			success: schema{"type": "string"}, errors: []int{400, 404}},
+		{method: "POST", path: "/api/keys/add-multiple", tag: "keys", summary: "Add up to 5000 keys", body: keysBodySchema,
+			data: countResult("added_count", "ignored_count", "total_in_group"), errors: []int{400, 404}},
+		{method: "POST", path: "/api/keys/add-async", tag: "tasks", summary: "Import keys of any number as a task",
+			description: "A JSON body, or a multipart upload of a .txt file with a group_id field. The text is read as a stream; entries are at most 65536 bytes.",
+			body:        keysBodySchema, multipart: object("group_id", integer(""), "file", schema{"type": "string", "contentMediaType": "text/plain"}),
+			data: ref("TaskStatus"), errors: []int{400, 404, 409}},
+		{method: "POST", path: "/api/keys/delete-multiple", tag: "keys", summary: "Delete up to 5000 keys", body: keysBodySchema,
+			data: countResult("deleted_count", "ignored_count", "total_in_group"), errors: []int{400, 404}},
+		{method: "POST", path: "/api/keys/delete-async", tag: "tasks", summary: "Delete keys of any number as a task", body: keysBodySchema,
+			data: ref("TaskStatus"), errors: []int{400, 404, 409}},
+		{method: "POST", path: "/api/keys/restore-multiple", tag: "keys", summary: "Restore up to 5000 invalid keys", body: keysBodySchema,
+			data: countResult("restored_count", "ignored_count", "total_in_group"), errors: []int{400, 404}},
+		{method: "POST", path: "/api/keys/restore-all-invalid", tag: "keys", summary: "Restore every invalid key of a group", body: groupBodySchema, errors: []int{400, 404}},
+		{method: "POST", path: "/api/keys/clear-all-invalid", tag: "keys", summary: "Delete every invalid key of a group", body: groupBodySchema, errors: []int{400, 404}},
+		{method: "POST", path: "/api/keys/clear-all", tag: "keys", summary: "Delete every key of a group", body: groupBodySchema, errors: []int{400, 404}},
+		{method: "POST", path: "/api/keys/validate-group", tag: "tasks", summary: "Validate a group's keys as a task",
+			description: "Disabled keys are left out. 503 when this node has no key validator.",
+			body:        object("group_id", integer(""), "?status", ref("KeyStatus")), data: ref("TaskStatus"), errors: []int{400, 404, 409, 503}},
+		{method: "POST", path: "/api/keys/test-multiple", tag: "keys", summary: "Validate up to 5000 keys now, in order",
+			description: "Testing changes key state like any validation. 503 when this node has no key validator.",
+			body:        keysBodySchema, data: object("results", arrayOf(ref("TestResult")), "total_duration", integer("milliseconds")),
+			errors: []int{400, 404, 503}},
+		{method: "POST", path: "/api/keys/disable-multiple", tag: "keys", summary: "Take keys out of rotation without deleting them (ours)",
+			description: "Keys named by id and/or by value. A disabled key is never selected and never revalidated.",
+			body:        ref("KeySelection"), data: countResult("disabled_count", "ignored_count", "total_in_group"), errors: []int{400, 404}},
+		{method: "POST", path: "/api/keys/enable-multiple", tag: "keys", summary: "Put disabled keys back in rotation (ours)",
+			body: ref("KeySelection"), data: countResult("enabled_count", "ignored_count", "total_in_group"), errors: []int{400, 404}},
+		{method: "PUT", path: "/api/keys/{id}/notes", tag: "keys", summary: "Set the notes of a key",
+			params: []schema{pathParam("id", "key id")}, body: object("notes", str("at most 255 characters")), errors: []int{400, 404}},
+
+		{method: "GET", path: "/api/tasks/status", tag: "tasks", summary: "The running task, or the last one of the past hour", data: ref("TaskStatus")},
+		{method: "GET", path: "/api/settings", tag: "settings", summary: "System settings by category", data: arrayOf(ref("SettingCategory"))},
+		{method: "PUT", path: "/api/settings", tag: "settings", summary: "Change settings, all or nothing",
+			description: "Any subset of the settings. Every bad entry is named in one 400 VALIDATION_ERROR.",
+			body:        schema{"type": "object", "additionalProperties": true}, errors: []int{400}},
+		{method: "GET", path: "/api/dashboard/stats", tag: "dashboard", summary: "Key counts, request figures and security warnings",
+			description: "Request figures come from request logs and are zero until those are recorded.", data: ref("DashboardStats")},
+		{method: "GET", path: "/api/dashboard/encryption-status", tag: "dashboard", summary: "Whether stored keys match ENCRYPTION_KEY", data: ref("EncryptionStatus")},
+		{method: "GET", path: "/api/audit", tag: "audit", summary: "The event history, newest first (ours)",
+			description: "Straight from the event log: who (actor, node), when, what, and what changed, with secrets masked.",
+			params: with([]schema{
+				queryParam("group_id", "only events about this group", integer(""), false),
+				queryParam("type", "only these event types, comma-separated", str(strings.Join(events.Names(), ", ")), false),
+			}, pageParams), data: object("items", arrayOf(ref("AuditItem")), "pagination", ref("Pagination")), errors: []int{400}},
+	}
+}
+
+// components are the shared schemas.
+func components() schema {
+	channel := make([]string, 0)
+	for _, c := range domain.ChannelTypes() {
+		channel = append(channel, string(c))
+	}
+	return schema{
+		"Error": object("code", str("stable error code: branch on it, not on the message"), "message", str("localized text"),
+			"?fields", arrayOf(object("field", str(""), "message", str("")))),
+		"LoginResult": object("success", boolean(), "message", str("")),
+		"ChannelType": enum(channel...),
+		"KeyStatus":   enum("active", "invalid"),
+		"Upstream":    object("url", str("http:// or https://"), "weight", integer("0 or more")),
+		"HeaderRule":  object("key", str(""), "value", str("may use ${CLIENT_IP}, ${GROUP_NAME}, ${API_KEY}, ${TIMESTAMP_MS}, ${TIMESTAMP_S}"), "action", enum("set", "remove")),
+		"Group": object("id", integer(""), "name", str(""), "endpoint", str("app_url + /proxy/{name}"), "display_name", str(""),
+			"description", str(""), "group_type", enum("standard", "aggregate"), "upstreams", arrayOf(ref("Upstream")),
+			"channel_type", ref("ChannelType"), "sort", integer(""), "test_model", str(""), "validation_endpoint", str(""),
+			"param_overrides", nullable(schema{"type": "object"}), "model_redirect_rules", schema{"type": "object", "additionalProperties": str("")},
+			"model_redirect_strict", boolean(), "config", nullable(schema{"type": "object"}), "header_rules", arrayOf(ref("HeaderRule")),
+			"proxy_keys", str("comma-separated"), "last_validated_at", nullable(dateTime()), "created_at", dateTime(), "updated_at", dateTime()),
+		"GroupInput": object("?name", str(""), "?display_name", str(""), "?description", str(""), "?group_type", enum("standard", "aggregate"),
+			"?upstreams", arrayOf(ref("Upstream")), "?channel_type", ref("ChannelType"), "?sort", integer(""), "?test_model", str(""),
+			"?validation_endpoint", str(""), "?param_overrides", nullable(schema{"type": "object"}),
+			"?model_redirect_rules", nullable(schema{"type": "object", "additionalProperties": str("")}), "?model_redirect_strict", boolean(),
+			"?config", nullable(schema{"type": "object"}), "?header_rules", nullable(arrayOf(ref("HeaderRule"))), "?proxy_keys", str("")),
+		"ConfigOption": object("key", str(""), "name", str(""), "description", str(""), "default_value", schema{"type": []string{"integer", "string", "boolean"}}),
+		"SubGroup":     object("group", ref("Group"), "weight", integer(""), "total_keys", integer(""), "active_keys", integer(""), "invalid_keys", integer("")),
+		"KeyCounts":    object("total_keys", integer(""), "active_keys", integer(""), "invalid_keys", integer("")),
+		"RequestStats": object("total_requests", integer(""), "failed_requests", integer(""), "failure_rate", number()),
+		"GroupStats": object("key_stats", ref("KeyCounts"), "stats_24_hour", ref("RequestStats"), "stats_7_day", ref("RequestStats"),
+			"stats_30_day", ref("RequestStats")),
+		"Key": object("id", integer(""), "key_value", str("in clear"), "key_hash", str("hex"), "group_id", integer(""),
+			"status", ref("KeyStatus"), "notes", str(""), "request_count", integer("0 until request logs are recorded"),
+			"failure_count", integer("consecutive counted failures"), "last_used_at", nullable(dateTime()),
+			"created_at", dateTime(), "updated_at", dateTime(), "cooldown_until", nullable(dateTime()),
+			"last_error", str("masked reason of the last counted failure"), "disabled", boolean()),
+		"KeySelection": object("group_id", integer(""), "?key_ids", arrayOf(integer("")), "?keys_text", str("")),
+		"TestResult":   object("key_value", str(""), "is_valid", boolean(), "?error", str("")),
+		"Pagination":   object("page", integer(""), "page_size", integer(""), "total_items", integer(""), "total_pages", integer("")),
+		"TaskStatus": object("task_type", enum("", "KEY_VALIDATION", "KEY_IMPORT", "KEY_DELETE"), "is_running", boolean(),
+			"?group_name", str(""), "processed", integer(""), "total", integer(""), "?result", schema{"type": "object"},
+			"?error", str(""), "started_at", dateTime(), "?finished_at", dateTime(), "?duration_seconds", number()),
+		"Setting": object("key", str(""), "name", str(""), "value", schema{"type": []string{"integer", "string", "boolean"}},
+			"type", enum("string", "int", "bool"), "default_value", str(""), "description", str(""), "category", str(""),
+			"?min_value", integer(""), "required", boolean()),
+		"SettingCategory": object("category_name", str(""), "settings", arrayOf(ref("Setting"))),
+		"StatCard":        object("value", number(), "?sub_value", integer(""), "?sub_value_tip", str(""), "trend", number(), "trend_is_growth", boolean()),
+		"SecurityWarning": object("type", str(""), "message", str(""), "severity", enum("high", "medium"), "suggestion", str("")),
+		"DashboardStats": object("key_count", ref("StatCard"), "rpm", ref("StatCard"), "request_count", ref("StatCard"),
+			"error_rate", ref("StatCard"), "security_warnings", arrayOf(ref("SecurityWarning"))),
+		"EncryptionStatus": object("has_mismatch", boolean(), "scenario_type", enum("", "data_not_encrypted", "key_not_configured", "key_mismatch"),
+			"message", str(""), "suggestion", str("")),
+		"IntegrationGroup": object("name", str(""), "display_name", str(""), "channel_type", str("the group's, or custom"), "path", str("")),
+		"AuditItem": object("seq", integer("position in the event log"), "id", str("event id"), "time", dateTime(),
+			"type", str("event type"), "actor", str("admin, system or proxy"), "node", str("node that recorded it"),
+			"group_ids", arrayOf(integer("")), "details", schema{"type": "object", "description": "what changed; secrets masked"}),
+	}
+}
+
+var statusText = map[int]string{
+	400: "Bad input: BAD_REQUEST, INVALID_JSON, VALIDATION_FAILED or VALIDATION_ERROR, naming the field",
+	401: "UNAUTHORIZED: missing or wrong admin key",
+	404: "NOT_FOUND",
+	409: "DUPLICATE_RESOURCE, CONFLICT or TASK_IN_PROGRESS",
+	503: "SERVICE_UNAVAILABLE: the node is starting, or cannot validate keys",
+}
+
+// OpenAPI is the OpenAPI 3.1 document of the admin API.
+func OpenAPI() map[string]any {
+	paths := map[string]schema{}
+	for _, op := range apiOps() {
+		item, okItem := paths[op.path]
+		if !okItem {
+			item = schema{}
+			paths[op.path] = item
+		}
+		o := schema{"tags": []string{op.tag}, "summary": op.summary,
+			"operationId": strings.ToLower(op.method) + operationName(op.path)}
+		if op.description != "" {
+			o["description"] = op.description
+		}
+		if len(op.params) > 0 {
+			o["parameters"] = op.params
+		}
+		if op.public {
+			o["security"] = []schema{}
+		}
+		if op.body != nil || op.multipart != nil {
+			content := schema{}
+			if op.body != nil {
+				content["application/json"] = schema{"schema": op.body}
+			}
+			if op.multipart != nil {
+				content["multipart/form-data"] = schema{"schema": op.multipart}
+			}
+			o["requestBody"] = schema{"required": true, "content": content}
+		}
+		responses := schema{}
+		switch {
+		case op.success != nil:
+			mt := "application/json"
+			if op.success["type"] == "string" {
+				mt = "text/plain"
+			}
+			responses["200"] = schema{"description": "OK", "content": schema{mt: schema{"schema": op.success}}}
+		default:
+			env := object("code", schema{"type": "integer", "const": 0}, "message", str("localized"))
+			if op.data != nil {
+				env["properties"].(schema)["data"] = op.data
+				env["required"] = []string{"code", "message", "data"}
+			}
+			responses["200"] = schema{"description": "Success envelope", "content": schema{"application/json": schema{"schema": env}}}
+		}
+		errs := op.errors
+		if !op.public {
+			errs = append(errs, 401)
+		}
+		for _, code := range errs {
+			responses[strconv.Itoa(code)] = schema{"description": statusText[code], "content": schema{"application/json": schema{"schema": ref("Error")}}}
+		}
+		o["responses"] = responses
+		if op.anyMethod {
+			o["x-any-method"] = true
+			post := maps.Clone(o)
+			post["operationId"] = "post" + operationName(op.path)
+			item["post"] = post
+		}
+		item[strings.ToLower(op.method)] = o
+	}
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info": schema{
+			"title":   "GPT-Load admin API",
+			"version": "1",
+			"description": "The management API of GPT-Load, compatible with gpt-load: same routes, field names and success envelope " +
+				"({code: 0, message, data}); errors are {code: \"<STRING>\", message}. Messages are English unless Accept-Language asks " +
+				"for zh-CN or ja-JP. Every change is an event in the log and is in force on every node.",
+		},
+		"tags": []schema{
+			{"name": "auth"}, {"name": "groups"}, {"name": "aggregates"}, {"name": "keys"}, {"name": "tasks"},
+			{"name": "settings"}, {"name": "dashboard"}, {"name": "integration"}, {"name": "audit"}, {"name": "system"},
+		},
+		"security": []schema{{"bearer": []string{}}, {"keyQuery": []string{}}, {"apiKey": []string{}}, {"googApiKey": []string{}}},
+		"paths":    paths,
+		"components": schema{
+			"schemas": components(),
+			"securitySchemes": schema{
+				"bearer":     schema{"type": "http", "scheme": "bearer", "description": "AUTH_KEY"},
+				"keyQuery":   schema{"type": "apiKey", "in": "query", "name": "key", "description": "AUTH_KEY, for download links"},
+				"apiKey":     schema{"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+				"googApiKey": schema{"type": "apiKey", "in": "header", "name": "X-Goog-Api-Key"},
+			},
+		},
+	}
+}
+
+// operationName turns a path into the tail of an operationId.
+func operationName(path string) string {
+	var b strings.Builder
+	for _, part := range strings.FieldsFunc(path, func(r rune) bool { return r == '/' || r == '-' || r == '.' || r == '{' || r == '}' }) {
+		if part == "api" {
+			continue
+		}
+		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+	}
+	return b.String()
+}
