@@ -1,0 +1,46 @@
+package domain
+
+import "time"
+
+// Request types of a request log (API.md 6.1).
+const (
+	RequestRetry = "retry" // a failed attempt that was followed by another
+	RequestFinal = "final" // the attempt that produced the client's response
+)
+
+// Limits of the request-log text fields (API.md 6.1).
+const (
+	MaxLogPathLen = 500
+	MaxLogBodyLen = 65000
+)
+
+// RequestLog records one proxy attempt (API.md 6.1) with the token usage read from the
+// response. The proxy writes one per attempt; a batch projector stores them in SQL, where
+// the id (a UUID) keeps the insert idempotent.
+type RequestLog struct {
+	ID              string    `json:"id"`        // UUID v4
+	Timestamp       time.Time `json:"timestamp"` // when the attempt finished
+	GroupID         uint64    `json:"group_id"`  // the group that served (the member of an aggregate)
+	GroupName       string    `json:"group_name"`
+	ParentGroupID   uint64    `json:"parent_group_id,omitempty"` // the aggregate, when used through one
+	ParentGroupName string    `json:"parent_group_name,omitempty"`
+	KeyID           uint64    `json:"key_id,omitempty"`    // 0 when no key was chosen
+	KeyValue        string    `json:"key_value,omitempty"` // encrypted in the log when encryption is on
+	KeyHash         string    `json:"key_hash,omitempty"`
+	Model           string    `json:"model,omitempty"`
+	IsSuccess       bool      `json:"is_success"`
+	SourceIP        string    `json:"source_ip,omitempty"`
+	StatusCode      int       `json:"status_code"`
+	RequestPath     string    `json:"request_path"`
+	DurationMS      int64     `json:"duration_ms"` // from the start of the request, earlier attempts included
+	ErrorMessage    string    `json:"error_message,omitempty"`
+	UserAgent       string    `json:"user_agent,omitempty"` // only with body logging
+	RequestType     string    `json:"request_type"`         // RequestRetry or RequestFinal
+	UpstreamAddr    string    `json:"upstream_addr,omitempty"`
+	IsStream        bool      `json:"is_stream"`
+	RequestBody     string    `json:"request_body,omitempty"` // only with body logging
+
+	PromptTokens     int64 `json:"prompt_tokens,omitempty"`
+	CompletionTokens int64 `json:"completion_tokens,omitempty"`
+	TotalTokens      int64 `json:"total_tokens,omitempty"`
+}
