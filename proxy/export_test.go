@@ -1,0 +1,10 @@
+package proxy
+
+import "gpt-load/projections"
+
+// Pick runs the proxy's key selection for one attempt on g at now (Unix ns), as a request
+// does with the time it read at its start (benchmarks).
+func Pick(h *Handler, g *projections.GroupView, now int64) (projections.PoolKey, bool) {
+	p := request{h: h, serving: g, now: now}
+	return p.pick(false)
+}
