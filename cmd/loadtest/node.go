@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"gpt-load/domain"
+	"gpt-load/events"
+	"gpt-load/events/embedded"
+	"gpt-load/projections"
+	"gpt-load/proxy"
+)
+
+// serveNode runs the core of a gpt-load node as shipped (embedded JetStream on disk,
+// projections, key-health facts, request logs packed and published to the log stream) with
+// one group "bench" of -keys keys in front of -upstream, proxy key sk-bench-proxy.
+func serveNode(args []string) error {
+	fs := flag.NewFlagSet("node", flag.ExitOnError)
+	upstream := fs.String("upstream", "", "upstream base URL")
+	dataDir := fs.String("data", "", "data directory")
+	nkeys := fs.Int("keys", 100, "upstream keys")
+	fs.Parse(args)
+	if *upstream == "" || *dataDir == "" {
+		return errors.New("node needs -upstream and -data")
+	}
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
+	srv, err := embedded.Start(embedded.Config{Name: "loadtest", DataDir: *dataDir}, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close(context.Background())
+	nc, err := srv.Connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			log.Error().Err(err).Str("subject", m.Subject).Msg("asynchronous publish failed")
+		}))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := events.OpenStore(ctx, js, events.StoreConfig{Node: "loadtest"}, log)
+	if err != nil {
+		return err
+	}
+	seed := domain.DefaultSettings()
+	seed.ProxyKeys = "sk-bench-proxy"
+	run := projections.New(store, events.NewSnapshots(filepath.Join(*dataDir, "snapshots"), nil), projections.Config{Seed: seed}, log)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	runDone := make(chan error, 1)
+	go func() { runDone <- run.Run(runCtx) }()
+	for !run.CaughtUp() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmds := events.NewCommands(store, run)
+	if err := cmds.SeedSettings(ctx); err != nil {
+		return err
+	}
+	ups, _ := json.Marshal([]map[string]any{{"url": *upstream, "weight": 1}})
+	// The idle pools match the baseline's, so neither pays for reconnecting at -concurrency.
+	cfg, _ := json.Marshal(map[string]any{"max_idle_conns": 256, "max_idle_conns_per_host": 256})
+	name, ch, model := "bench", "openai", "gpt-bench"
+	g, err := cmds.CreateGroup(ctx, events.ActorAdmin, domain.GroupInput{
+		Name: &name, ChannelType: &ch, TestModel: &model, Upstreams: ups, Config: cfg,
+	})
+	if err != nil {
+		return err
+	}
+	keys := make([]string, *nkeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("sk-upstream-%06d", i)
+	}
+	if _, err := cmds.AddKeys(ctx, events.ActorAdmin, g.ID, keys, nil); err != nil {
+		return err
+	}
+	logs := events.NewReqLogPublisher(js, events.ReqLogConfig{Node: "loadtest", Cipher: store.Cipher()}, log)
+	h, err := proxy.New(proxy.Config{MaxConcurrentRequests: 1024}, proxy.Deps{Views: run, Facts: store, Logs: logs, Log: log})
+	if err != nil {
+		return err
+	}
+	serveErr := listenAndServe(h)
+	h.Close()
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer fcancel()
+	if err := logs.Close(fctx); err != nil {
+		log.Error().Err(err).Msg("request logs not flushed")
+	}
+	st := logs.Stats()
+	fmt.Fprintf(os.Stderr, "node: %d request logs published, %d dropped\n", st.Published, st.Dropped)
+	store.Flush(fctx)
+	stopRun()
+	<-runDone
+	return serveErr
+}
