@@ -25,6 +25,7 @@ import (
 	"gpt-load/httpapi"
 	"gpt-load/projections"
 	"gpt-load/projections/sqlstore"
+	"gpt-load/proxy"
 )
 
 // node is one running gpt-load: everything main wires together.
@@ -37,6 +38,11 @@ type node struct {
 	proj     *projections.Runner
 	commands *events.Commands
 	db       *bun.DB
+	reqlogs  *events.ReqLogPublisher
+	proxy    *proxy.Handler
+	valid    *proxy.Validator
+	taskCtx  context.Context // background admin tasks stop when it ends
+	stopTask context.CancelFunc
 	http     *http.Server
 	listener net.Listener
 }
@@ -128,6 +134,19 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 		log.With().Str("component", "projections").Logger())
 	n.commands = events.NewCommands(n.store, n.proj)
 
+	n.reqlogs = events.NewReqLogPublisher(js, events.ReqLogConfig{Node: cfg.NodeName, Cipher: cipher},
+		log.With().Str("component", "reqlog").Logger())
+	n.proxy, err = proxy.New(proxy.Config{MaxConcurrentRequests: cfg.MaxConcurrentRequests}, proxy.Deps{
+		Views: n.proj, Facts: n.store, Logs: n.reqlogs, Log: log.With().Str("component", "proxy").Logger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.valid = n.proxy.Validator(proxy.ValidatorDeps{
+		State: n.proj, Marker: n.commands, Log: log.With().Str("component", "validation").Logger(),
+	})
+	n.taskCtx, n.stopTask = context.WithCancel(context.Background())
+
 	n.listener, err = net.Listen("tcp", cfg.ListenAddr())
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.ListenAddr(), err)
@@ -136,6 +155,11 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 		Handler: httpapi.New(httpapi.Deps{
 			Log: log.With().Str("component", "http").Logger(), Ready: n.proj,
 			Node: cfg.NodeName, Started: time.Now(),
+			Commands: n.commands, State: n.proj, Audit: events.NewAudit(n.store), Cipher: cipher,
+			AuthKey: cfg.AuthKey, EncryptionKeySet: cfg.EncryptionKey != "",
+			Validator:   keyValidator{v: n.valid, proj: n.proj, cmd: n.commands, cipher: cipher},
+			TaskContext: n.taskCtx, TempDir: filepath.Join(cfg.DataDir, "tmp"),
+			Proxy: n.proxy,
 		}),
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: min(cfg.ReadTimeout, 30*time.Second),
@@ -229,6 +253,22 @@ func (n *node) serve(ctx context.Context) error {
 		}
 		return nil
 	})
+	if !n.cfg.IsSlave {
+		// Background revalidation. One node runs it; a cluster elects that node (later).
+		g.Go(func() error {
+			for !n.proj.CaughtUp() {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			if err := n.valid.RunRevalidation(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("key revalidation: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		n.log.Info().Str("addr", n.listener.Addr().String()).Str("node", n.cfg.NodeName).Msg("gpt-load listening")
 		if err := n.http.Serve(n.listener); !errors.Is(err, http.ErrServerClosed) {
@@ -250,13 +290,20 @@ func (n *node) serve(ctx context.Context) error {
 		n.log.Warn().Err(err).Msg("HTTP drain cut short; closing open connections")
 		n.http.Close()
 	}
+	n.stopTask()
+	// The proxy hands its last key-health facts and request logs to the log before the
+	// projections stop and NATS drains.
+	n.proxy.Close()
+	closeCtx, cancel2 := context.WithTimeout(context.Background(), rest)
+	defer cancel2()
+	if lerr := n.reqlogs.Close(closeCtx); lerr != nil {
+		n.log.Error().Err(lerr).Msg("request logs not flushed at shutdown")
+	}
 	stopRun()
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
-	closeCtx, cancel2 := context.WithTimeout(context.Background(), rest)
-	defer cancel2()
 	if ferr := n.store.Flush(closeCtx); ferr != nil {
 		n.log.Error().Err(ferr).Msg("events published at shutdown may be lost")
 	}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const e2eAdminKey = "e2e-admin-key-Str0ng-0123456789"
+
+// api calls the admin API of p and decodes the envelope's data into out (if not nil).
+func api(t *testing.T, p *proc, method, path, body string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path), strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e2eAdminKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	if out != nil {
+		var env struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(raw, &env); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(env.Data, out); err != nil {
+			t.Fatalf("%s %s data: %v (%s)", method, path, err, raw)
+		}
+	}
+}
+
+// TestProxyThroughTheBinary drives the real binary as a user would: a group and its keys
+// through the admin API, then a proxied request that reaches a fake upstream with an
+// upstream key; a slow request in flight when SIGTERM arrives still completes.
+func TestProxyThroughTheBinary(t *testing.T) {
+	t.Parallel()
+	var seen atomic.Value
+	var slowStarted atomic.Bool
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Header.Get("Authorization"))
+		if strings.Contains(r.URL.RawQuery, "slow=1") {
+			slowStarted.Store(true)
+			time.Sleep(1500 * time.Millisecond)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	defer upstream.Close()
+
+	p := startProc(t, t.TempDir(), "PORT="+strconv.Itoa(freePort(t)), "HOST=127.0.0.1", "AUTH_KEY="+e2eAdminKey)
+	p.waitHealthy(t)
+	var g struct {
+		ID uint64 `json:"id"`
+	}
+	api(t, p, "POST", "/api/groups", `{"name":"e2e","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-e2e","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	api(t, p, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-upstream-1"}`, g.ID), nil)
+
+	call := func(query string) (int, string) {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/proxy/e2e/v1/chat/completions%s", p.port, query),
+			strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer sk-proxy-e2e")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call(""); code != 200 || !strings.Contains(body, "chatcmpl-1") {
+		t.Fatalf("proxied call: %d %s", code, body)
+	}
+	if got := seen.Load(); got != "Bearer sk-upstream-1" {
+		t.Fatalf("upstream saw Authorization %q, want the upstream key", got)
+	}
+
+	// SIGTERM while a request is in flight: it completes, then the node exits 0.
+	result := make(chan int, 1)
+	go func() { code, _ := call("?slow=1"); result <- code }()
+	for !slowStarted.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code := p.stop(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if code := <-result; code != 200 {
+		t.Fatalf("the in-flight request ended with %d during shutdown, want 200", code)
+	}
+}
