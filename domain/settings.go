@@ -192,6 +192,14 @@ var settingSpecs = []settingSpec{
 		field:    func(s *Settings) any { return &s.KeyValidationTimeoutSeconds },
 		override: func(c *GroupConfig) any { return &c.KeyValidationTimeoutSeconds },
 	},
+	{
+		// Ours, not gpt-load's: an upstream sometimes answers 200 with nothing in it.
+		key: "retry_empty_response", name: "Retry empty answers", category: SettingCategoryKey,
+		description: "Retry with another key when an upstream answers 200 with an empty answer (no choices, candidates or content). Applies to non-streamed answers.",
+		typ:         SettingBool, def: "false",
+		field:    func(s *Settings) any { return &s.RetryEmptyResponse },
+		override: func(c *GroupConfig) any { return &c.RetryEmptyResponse },
+	},
 }
 
 func (sp *settingSpec) toDef() SettingDef {
@@ -261,6 +269,7 @@ type Settings struct {
 	KeyValidationIntervalMinutes int    `json:"key_validation_interval_minutes"`
 	KeyValidationConcurrency     int    `json:"key_validation_concurrency"`
 	KeyValidationTimeoutSeconds  int    `json:"key_validation_timeout_seconds"`
+	RetryEmptyResponse           bool   `json:"retry_empty_response"`
 }
 
 // DefaultSettings are the defaults of API.md 4.1, except failover_status_codes which is
@@ -495,6 +504,7 @@ type GroupConfig struct {
 	KeyValidationConcurrency     *int    `json:"key_validation_concurrency,omitempty"`
 	KeyValidationTimeoutSeconds  *int    `json:"key_validation_timeout_seconds,omitempty"`
 	EnableRequestBodyLogging     *bool   `json:"enable_request_body_logging,omitempty"`
+	RetryEmptyResponse           *bool   `json:"retry_empty_response,omitempty"`
 }
 
 // ParseGroupConfig reads a group's config object (API.md 2.4). Empty input, null and {} give

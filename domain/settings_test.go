@@ -86,6 +86,7 @@ func TestSettingDefs(t *testing.T) {
 		{"key_validation_interval_minutes", "key", domain.SettingInt, "60", one, true, true},
 		{"key_validation_concurrency", "key", domain.SettingInt, "10", one, true, true},
 		{"key_validation_timeout_seconds", "key", domain.SettingInt, "20", one, true, true},
+		{"retry_empty_response", "key", domain.SettingBool, "false", nil, false, true}, // ours
 	}
 	defs := domain.SettingDefs()
 	if len(defs) != len(want) {
@@ -403,8 +404,8 @@ func TestSettingsValues(t *testing.T) {
 	s := domain.DefaultSettings()
 	s.AppURL, s.ProxyKeys, s.EnableRequestBodyLogging, s.MaxRetries = "https://x.example", "a,b", true, 9
 	values := s.Values()
-	if len(values) != 18 {
-		t.Fatalf("Values has %d keys, want 18", len(values))
+	if len(values) != 19 {
+		t.Fatalf("Values has %d keys, want 19", len(values))
 	}
 	want := map[string]any{
 		"app_url": "https://x.example", "proxy_keys": "a,b", "request_log_retention_days": 7,
@@ -414,6 +415,7 @@ func TestSettingsValues(t *testing.T) {
 		"proxy_url": "", "max_retries": 9, "blacklist_threshold": 3,
 		"failover_status_codes": domain.DefaultFailoverStatusCodes, "key_validation_interval_minutes": 60,
 		"key_validation_concurrency": 10, "key_validation_timeout_seconds": 20,
+		"retry_empty_response": false,
 	}
 	if !reflect.DeepEqual(values, want) {
 		t.Fatalf("Values =\n%v\nwant\n%v", values, want)
@@ -601,8 +603,8 @@ func TestParseGroupConfigKeys(t *testing.T) {
 			n++
 		}
 	}
-	if n != 14 {
-		t.Fatalf("%d overridable settings, want 14", n)
+	if n != 15 { // API.md 2.4's 14, and our retry_empty_response
+		t.Fatalf("%d overridable settings, want 15", n)
 	}
 }
 

@@ -73,7 +73,8 @@ func TestGroupsContract(t *testing.T) {
 		want := []string{"request_timeout", "idle_conn_timeout", "connect_timeout", "max_idle_conns",
 			"max_idle_conns_per_host", "response_header_timeout", "proxy_url", "max_retries",
 			"blacklist_threshold", "failover_status_codes", "key_validation_interval_minutes",
-			"key_validation_concurrency", "key_validation_timeout_seconds", "enable_request_body_logging"}
+			"key_validation_concurrency", "key_validation_timeout_seconds", "enable_request_body_logging",
+			"retry_empty_response"}
 		if len(opts) != len(want) {
 			t.Fatalf("%d options", len(opts))
 		}

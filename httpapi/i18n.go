@@ -274,6 +274,10 @@ var settingText = map[string][numLangs][2]string{
 		langZH: {"密钥验证超时（秒）", "一次密钥验证请求的最长时间。"},
 		langJA: {"キー検証のタイムアウト（秒）", "1 回のキー検証リクエストの最長時間。"},
 	},
+	"retry_empty_response": {
+		langZH: {"重试空响应", "上游返回 200 但内容为空（没有 choices、candidates 或 content）时，换一个密钥重试。仅适用于非流式响应。"},
+		langJA: {"空の応答を再試行", "上流が 200 で空の応答（choices、candidates、content なし）を返したとき、別のキーで再試行します。ストリーミングでない応答にのみ適用されます。"},
+	},
 }
 
 // settingName and settingDescription localize a setting's texts; English is the

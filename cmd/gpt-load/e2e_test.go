@@ -102,3 +102,42 @@ func TestProxyThroughTheBinary(t *testing.T) {
 		t.Fatalf("the in-flight request ended with %d during shutdown, want 200", code)
 	}
 }
+
+// TestRetryEmptyAnswerSetting checks the wiring of the group setting retry_empty_response:
+// an upstream key that answers 200 with no choices is retried with another key.
+func TestRetryEmptyAnswerSetting(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("Authorization") == "Bearer sk-empty" {
+			io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[]}`)
+			return
+		}
+		io.WriteString(w, `{"id":"full","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}`)
+	}))
+	defer upstream.Close()
+	p := startProc(t, t.TempDir(), "PORT="+strconv.Itoa(freePort(t)), "HOST=127.0.0.1", "AUTH_KEY="+e2eAdminKey)
+	p.waitHealthy(t)
+	var g struct {
+		ID uint64 `json:"id"`
+	}
+	api(t, p, "POST", "/api/groups", `{"name":"empty","channel_type":"openai","test_model":"m","proxy_keys":"sk-p",
+		"config":{"retry_empty_response":true},"upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	api(t, p, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-empty,sk-full"}`, g.ID), nil)
+	for i := 0; i < 4; i++ {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/proxy/empty/v1/chat/completions", p.port),
+			strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer sk-p")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"full"`) {
+			t.Fatalf("call %d: %d %s: an empty answer was not retried", i, resp.StatusCode, b)
+		}
+	}
+}

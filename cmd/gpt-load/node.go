@@ -136,7 +136,10 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 
 	n.reqlogs = events.NewReqLogPublisher(js, events.ReqLogConfig{Node: cfg.NodeName, Cipher: cipher},
 		log.With().Str("component", "reqlog").Logger())
-	n.proxy, err = proxy.New(proxy.Config{MaxConcurrentRequests: cfg.MaxConcurrentRequests}, proxy.Deps{
+	n.proxy, err = proxy.New(proxy.Config{
+		MaxConcurrentRequests: cfg.MaxConcurrentRequests,
+		RetryEmptyAnswer:      func(g *projections.GroupView) bool { return g.Effective.RetryEmptyResponse },
+	}, proxy.Deps{
 		Views: n.proj, Facts: n.store, Logs: n.reqlogs, Log: log.With().Str("component", "proxy").Logger(),
 	})
 	if err != nil {
