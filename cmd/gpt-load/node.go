@@ -244,12 +244,8 @@ func (n *node) serve(ctx context.Context) error {
 	g.Go(func() error { return n.proj.Run(gctx) })
 	g.Go(func() error {
 		// Seed the settings once the log is read, so a restarted node never overwrites them.
-		for !n.proj.CaughtUp() {
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-time.After(10 * time.Millisecond):
-			}
+		if !n.waitCaughtUp(gctx) {
+			return nil
 		}
 		if err := n.commands.SeedSettings(gctx); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("seed settings: %w", err)
@@ -259,12 +255,8 @@ func (n *node) serve(ctx context.Context) error {
 	if !n.cfg.IsSlave {
 		// Background revalidation. One node runs it; a cluster elects that node (later).
 		g.Go(func() error {
-			for !n.proj.CaughtUp() {
-				select {
-				case <-gctx.Done():
-					return nil
-				case <-time.After(10 * time.Millisecond):
-				}
+			if !n.waitCaughtUp(gctx) {
+				return nil
 			}
 			if err := n.valid.RunRevalidation(gctx); err != nil && gctx.Err() == nil {
 				return fmt.Errorf("key revalidation: %w", err)
@@ -315,6 +307,18 @@ func (n *node) serve(ctx context.Context) error {
 		err = fmt.Errorf("close database: %w", cerr)
 	}
 	return err
+}
+
+// waitCaughtUp waits until the projections have read the log; false if ctx ended first.
+func (n *node) waitCaughtUp(ctx context.Context) bool {
+	for !n.proj.CaughtUp() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 func (n *node) closeNATS(ctx context.Context) {
