@@ -234,9 +234,10 @@ func tlsConfig(c NATSConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
-// serve runs the projections and the HTTP server until ctx ends, then shuts down in
-// reverse order: HTTP first (in-flight requests finish), then the projections (last
-// snapshot), then NATS (drained).
+// serve runs the projections, the background jobs and the HTTP server until ctx ends, then
+// shuts down in reverse order: HTTP drains (in-flight requests finish), background tasks
+// stop, the proxy hands its last facts and request logs to the log, the projections take
+// their last snapshot, events are flushed and NATS drains.
 func (n *node) serve(ctx context.Context) error {
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
