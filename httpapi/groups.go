@@ -477,13 +477,17 @@ func (a *admin) addSubGroups(w http.ResponseWriter, r *http.Request) {
 	ok(w, r, nil)
 }
 
-func (a *admin) setSubGroupWeight(w http.ResponseWriter, r *http.Request) {
-	id, err := a.aggregateOf(r)
-	if err != nil {
-		fail(w, r, err)
-		return
+// subGroupLink reads the aggregate and member ids of /groups/{id}/sub-groups/{subGroupId}.
+func (a *admin) subGroupLink(r *http.Request) (id, member uint64, err error) {
+	if id, err = a.aggregateOf(r); err != nil {
+		return 0, 0, err
 	}
-	member, err := pathID(r, "subGroupId", msgInvalidSubGroupID)
+	member, err = pathID(r, "subGroupId", msgInvalidSubGroupID)
+	return id, member, err
+}
+
+func (a *admin) setSubGroupWeight(w http.ResponseWriter, r *http.Request) {
+	id, member, err := a.subGroupLink(r)
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -507,12 +511,7 @@ func (a *admin) setSubGroupWeight(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) removeSubGroup(w http.ResponseWriter, r *http.Request) {
-	id, err := a.aggregateOf(r)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	member, err := pathID(r, "subGroupId", msgInvalidSubGroupID)
+	id, member, err := a.subGroupLink(r)
 	if err != nil {
 		fail(w, r, err)
 		return

@@ -43,18 +43,9 @@ func (a *admin) addKeysAsync(w http.ResponseWriter, r *http.Request) {
 		a.uploadKeys(w, r)
 		return
 	}
-	b, g, _, err := a.readKeysBody(w, r, 0)
+	g, kt, err := a.readAsyncKeys(w, r)
 	if err != nil {
 		fail(w, r, err)
-		return
-	}
-	kt, err := scanKeyText(strings.NewReader(b.KeysText))
-	if err != nil {
-		fail(w, r, keyTextError(err, "keys_text"))
-		return
-	}
-	if kt.entries == 0 {
-		fail(w, r, withField(errValidation(msgNoValidKeys), "keys_text"))
 		return
 	}
 	st, err := a.startImport(r, g.ID, g.Name, kt.entries, kt.each, nil)
@@ -237,20 +228,28 @@ type deleteResult struct {
 	Ignored int `json:"ignored_count"`
 }
 
-// deleteKeysAsync is POST /api/keys/delete-async: like add-async (JSON only), deleting.
-func (a *admin) deleteKeysAsync(w http.ResponseWriter, r *http.Request) {
+// readAsyncKeys reads the JSON body of an async key task: the group, and its key text
+// scanned once for counting (the task scans it again as it runs); no key is an error.
+func (a *admin) readAsyncKeys(w http.ResponseWriter, r *http.Request) (*domain.Group, *keyText, error) {
 	b, g, _, err := a.readKeysBody(w, r, 0)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return nil, nil, err
 	}
 	kt, err := scanKeyText(strings.NewReader(b.KeysText))
 	if err != nil {
-		fail(w, r, keyTextError(err, "keys_text"))
-		return
+		return nil, nil, keyTextError(err, "keys_text")
 	}
 	if kt.entries == 0 {
-		fail(w, r, withField(errValidation(msgNoValidKeys), "keys_text"))
+		return nil, nil, withField(errValidation(msgNoValidKeys), "keys_text")
+	}
+	return g, kt, nil
+}
+
+// deleteKeysAsync is POST /api/keys/delete-async: like add-async (JSON only), deleting.
+func (a *admin) deleteKeysAsync(w http.ResponseWriter, r *http.Request) {
+	g, kt, err := a.readAsyncKeys(w, r)
+	if err != nil {
+		fail(w, r, err)
 		return
 	}
 	st, err := a.tasks.Start(a.taskContext(r), tasks.KeyDelete, g.Name, kt.entries, func(ctx context.Context, p *tasks.Progress) (any, error) {
