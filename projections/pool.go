@@ -40,17 +40,6 @@ type Pool struct {
 
 func (p *Pool) at(i int) *entry { return &p.chunks[i/chunkSize][i%chunkSize] }
 
-// Usable counts the keys that could be picked at time now (O(n): for tests and stats).
-func (p *Pool) Usable(now int64) int {
-	c := 0
-	for i := 0; i < p.n; i++ {
-		if e := p.at(i); !e.out.Load() && e.until.Load() <= now {
-			c++
-		}
-	}
-	return c
-}
-
 func (p *Pool) find(id uint64) *entry {
 	i := sort.Search(p.n, func(i int) bool { return p.at(i).id >= id })
 	if i < p.n && p.at(i).id == id {
