@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"testing"
@@ -207,20 +208,50 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 }
 
+// TestSnapshotOfAnotherStreamIsIgnored pairs a snapshot with a stream that is at least as
+// long as the snapshot says, so that only the stream identity can tell them apart.
 func TestSnapshotOfAnotherStreamIsIgnored(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	snaps := t.TempDir()
 	js1, _ := embeddedJS(t)
 	n1 := startNode(t, js1, nodeOpts{snapDir: snaps})
-	if _, err := n1.cmd.CreateGroup(context.Background(), events.ActorAdmin, standardGroup("old")); err != nil {
+	if _, err := n1.cmd.CreateGroup(ctx, events.ActorAdmin, standardGroup("old")); err != nil {
 		t.Fatal(err)
 	}
 	n1.stop(t)
-	// A new, empty stream (say, a wiped NATS store) must not be paired with the old snapshot.
+	var snapSeq uint64
+	if _, err := events.NewSnapshots(snaps, nil).Load(func(info events.SnapshotInfo, body io.Reader) error {
+		snapSeq = info.Seq
+		_, err := io.Copy(io.Discard, body)
+		return err
+	}); err != nil {
+		t.Fatalf("no snapshot of the first stream: %v", err)
+	}
+
+	// A new stream (say, a wiped NATS store filled again) that has grown past the
+	// snapshot's sequence: only the identity check keeps the old state out.
 	js2, _ := embeddedJS(t)
+	n0 := startNode(t, js2, nodeOpts{})
+	for i := 0; ; i++ {
+		pos, err := n0.store.Position(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pos.LastSeq > snapSeq {
+			break
+		}
+		if _, err := n0.cmd.CreateGroup(ctx, events.ActorAdmin, standardGroup(fmt.Sprintf("new-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n0.stop(t)
 	n2 := startNode(t, js2, nodeOpts{snapDir: snaps})
 	if _, ok := n2.groupByName("old"); ok {
 		t.Fatal("state of another stream was loaded from its snapshot")
+	}
+	if _, ok := n2.groupByName("new-0"); !ok {
+		t.Fatal("the stream's own group is missing")
 	}
 }
 
