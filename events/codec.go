@@ -19,7 +19,11 @@ const (
 	hdrTime   = "Gl-Time"
 	hdrNode   = "Gl-Node"
 	hdrActor  = "Gl-Actor"
-	hdrEnc    = "Gl-Enc" // "aes-gcm" when key values inside the payload are encrypted
+	// hdrEnc is "aes-gcm" when the secret fields of the payload (domain.MapSecrets) are
+	// sealed with the Cipher, each on its own; a message without it is read in clear. The
+	// set of secret fields of a fact type only ever grows with a new marker value, so that
+	// what a marker promises stays true of every message that carries it.
+	hdrEnc    = "Gl-Enc"
 	encAESGCM = "aes-gcm"
 )
 
@@ -72,16 +76,11 @@ func (c *codec) encode(f domain.Fact, id, actor string, at time.Time) (*nats.Msg
 		return nil, err
 	}
 	enc := false
-	if ka, ok := f.(domain.KeysAdded); ok && c.cipher.Enabled() {
-		sealed := domain.KeysAdded{GroupID: ka.GroupID, Keys: make([]domain.NewKey, len(ka.Keys))}
-		for i, nk := range ka.Keys {
-			v, err := c.cipher.Encrypt(nk.Value)
-			if err != nil {
-				return nil, fmt.Errorf("encrypt key value: %w", err)
-			}
-			sealed.Keys[i] = domain.NewKey{Value: v, Hash: nk.Hash}
+	if c.cipher.Enabled() {
+		var err error
+		if f, enc, err = domain.MapSecrets(f, c.cipher.Encrypt); err != nil {
+			return nil, fmt.Errorf("encrypt %s: %w", k.name, err)
 		}
-		f, enc = sealed, true
 	}
 	body, err := json.Marshal(f)
 	if err != nil {
@@ -124,17 +123,15 @@ func (c *codec) decode(subj string, h nats.Header, data []byte, seq uint64) (Eve
 		return ev, fmt.Errorf("event %d (%s): %w", seq, ev.Type, err)
 	}
 	if h.Get(hdrEnc) == encAESGCM {
-		ka, ok := ev.Fact.(domain.KeysAdded)
-		if !ok {
-			return ev, fmt.Errorf("event %d (%s): unexpected encrypted payload", seq, ev.Type)
-		}
 		if !c.cipher.Enabled() {
-			return ev, fmt.Errorf("event %d (%s): key values are encrypted but ENCRYPTION_KEY is not set", seq, ev.Type)
+			return ev, fmt.Errorf("event %d (%s): secrets are encrypted but ENCRYPTION_KEY is not set", seq, ev.Type)
 		}
-		for i := range ka.Keys {
-			if ka.Keys[i].Value, err = c.cipher.Decrypt(ka.Keys[i].Value); err != nil {
-				return ev, fmt.Errorf("event %d (%s): %w", seq, ev.Type, err)
-			}
+		var sealed bool
+		if ev.Fact, sealed, err = domain.MapSecrets(ev.Fact, c.cipher.Decrypt); err != nil {
+			return ev, fmt.Errorf("event %d (%s): %w", seq, ev.Type, err)
+		}
+		if !sealed {
+			return ev, fmt.Errorf("event %d (%s): unexpected encrypted payload", seq, ev.Type)
 		}
 	}
 	return ev, nil

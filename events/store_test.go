@@ -3,6 +3,7 @@ package events_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -375,5 +376,89 @@ func TestPublishAsyncHealthFacts(t *testing.T) {
 	// Guarded facts cannot be published blind.
 	if err := st.Publish(events.ActorAdmin, domain.GroupDeleted{GroupID: 1}); err == nil {
 		t.Fatal("a guarded fact was published without its guard")
+	}
+}
+
+// TestEncryptedSecrets checks that every secret field of settings and group events rests
+// sealed in the log, reads back whole, and that events recorded in clear (before
+// ENCRYPTION_KEY was set) are still read as they were.
+func TestEncryptedSecrets(t *testing.T) {
+	t.Parallel()
+	js := eventstest.RunServer(t, "").JetStream(t)
+	ctx := context.Background()
+	// Recorded in clear first, by a node without ENCRYPTION_KEY.
+	plain := openStore(t, js, events.StoreConfig{})
+	clearGroup := group(9, "before")
+	clearGroup.ProxyKeys = "sk-recorded-in-clear"
+	if _, err := plain.Append(ctx, events.ActorAdmin, 0, domain.GroupCreated{Group: clearGroup}); err != nil {
+		t.Fatal(err)
+	}
+
+	c := events.NewCipherMust(t, "a-long-and-proper-encryption-key")
+	st := openStore(t, js, events.StoreConfig{Cipher: c})
+	secrets := []string{"sk-global-proxy-1", "sk-global-proxy-2", "global-proxy-pass", "sk-group-proxy-key",
+		"Bearer tok-header-secret", "up-user-pass", "group-proxy-pass"}
+	settings := domain.DefaultSettings()
+	settings.ProxyKeys = "sk-global-proxy-1,sk-global-proxy-2"
+	settings.ProxyURL = "http://u:global-proxy-pass@proxy.example:8080"
+	g := group(10, "sealed")
+	g.ProxyKeys = "sk-group-proxy-key"
+	g.HeaderRules = []domain.HeaderRule{{Key: "Authorization", Value: "Bearer tok-header-secret", Action: "set"}, {Key: "X-Drop", Action: "remove"}}
+	g.Upstreams = []domain.Upstream{{URL: "https://user:up-user-pass@up.example/v1", Weight: 1}}
+	g.Config.ProxyURL = new("socks5://u:group-proxy-pass@socks.example:1080")
+	facts := []domain.Fact{
+		domain.SettingsChanged{Settings: settings, Changed: []string{"proxy_keys", "proxy_url"}},
+		domain.GroupCreated{Group: g},
+		domain.GroupUpdated{Group: g, Changed: []string{"proxy_keys", "header_rules"}},
+	}
+	before, _ := json.Marshal(facts)
+	for _, f := range facts {
+		last, err := st.LastSeq(ctx, domain.AggregateOf(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Append(ctx, events.ActorAdmin, last, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after, _ := json.Marshal(facts); !bytes.Equal(before, after) {
+		t.Fatal("appending changed the caller's facts")
+	}
+	raw, err := js.Stream(ctx, events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(2); seq <= 4; seq++ {
+		msg, err := raw.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			if bytes.Contains(msg.Data, []byte(s)) {
+				t.Errorf("event %d holds %q in clear: %s", seq, s, msg.Data)
+			}
+		}
+		if seq > 2 && !bytes.Contains(msg.Data, []byte(`"sealed"`)) {
+			t.Errorf("event %d: the group name should stay readable: %s", seq, msg.Data)
+		}
+	}
+	evs := follow(t, st, 0)
+	if len(evs) != 4 {
+		t.Fatalf("%d events, want 4", len(evs))
+	}
+	if got := evs[0].Fact.(domain.GroupCreated).Group.ProxyKeys; got != "sk-recorded-in-clear" {
+		t.Errorf("event recorded in clear reads proxy_keys %q", got)
+	}
+	want, _ := json.Marshal(facts)
+	got, _ := json.Marshal([]domain.Fact{evs[1].Fact, evs[2].Fact, evs[3].Fact})
+	if !bytes.Equal(got, want) {
+		t.Errorf("decoded facts\n%s\nwant\n%s", got, want)
+	}
+	// Without the key a node refuses to read rather than project ciphertext as settings.
+	ctx2, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err = plain.Follow(ctx2, 1, func(events.Event, uint64) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "ENCRYPTION_KEY") {
+		t.Errorf("follow without the key = %v, want an error naming ENCRYPTION_KEY", err)
 	}
 }
