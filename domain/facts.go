@@ -149,6 +149,16 @@ type KeyValidated struct {
 	Message string `json:"message,omitempty"` // masked
 }
 
+// KeysExported records that an admin downloaded a group's keys in clear (GET
+// /api/keys/export): which group, which status filter, and from where. The projection
+// changes nothing for it; the audit trail shows it.
+type KeysExported struct {
+	GroupID   uint64 `json:"group_id"`
+	GroupName string `json:"group_name"`
+	Status    string `json:"status"`           // "all", "active" or "invalid"
+	Source    string `json:"source,omitempty"` // the client's address
+}
+
 func (SettingsChanged) fact()  {}
 func (GroupCreated) fact()     {}
 func (GroupUpdated) fact()     {}
@@ -166,6 +176,7 @@ func (KeysEnabled) fact()      {}
 func (KeyFailed) fact()        {}
 func (KeySucceeded) fact()     {}
 func (KeyValidated) fact()     {}
+func (KeysExported) fact()     {}
 
 // MarshalText writes a failure kind by name: the log keeps names, not numbers.
 func (k FailureKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }

@@ -50,6 +50,10 @@ func AggregateOf(f Fact) Aggregate {
 		return Aggregate{Kind: AggHealth, GroupID: f.GroupID}
 	case KeyValidated:
 		return Aggregate{Kind: AggHealth, GroupID: f.GroupID}
+	case KeysExported:
+		// A record, not a decision: unguarded like the health facts, so an export never
+		// collides with admin changes to the group's keys.
+		return Aggregate{Kind: AggHealth, GroupID: f.GroupID}
 	}
 	panic("domain: fact without aggregate")
 }

@@ -410,6 +410,16 @@ func (c *Commands) RecordHealth(ctx context.Context, actor string, facts ...doma
 	return c.proj.WaitFor(ctx, seq)
 }
 
+// RecordKeysExported records an export of a group's keys in clear, for the audit trail.
+// The caller exports only after it returned without error: no export goes unrecorded.
+func (c *Commands) RecordKeysExported(ctx context.Context, actor string, f domain.KeysExported) error {
+	seq, err := c.store.Append(ctx, actor, 0, f)
+	if err != nil {
+		return err
+	}
+	return c.proj.WaitFor(ctx, seq)
+}
+
 func backoff(ctx context.Context, attempt int) error {
 	limit := time.Millisecond << min(attempt, 7) // 1 ms .. 128 ms
 	t := time.NewTimer(rand.N(limit))

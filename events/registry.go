@@ -51,6 +51,7 @@ func kinds() []kind {
 		reg[domain.KeyFailed]("key.failed", 1),
 		reg[domain.KeySucceeded]("key.succeeded", 1),
 		reg[domain.KeyValidated]("key.validated", 1),
+		reg[domain.KeysExported]("keys.exported", 1),
 	}
 }
 

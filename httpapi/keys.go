@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -256,6 +257,16 @@ func (a *admin) exportKeys(w http.ResponseWriter, r *http.Request) {
 	g, found := a.group(gid)
 	if !found {
 		fail(w, r, errNotFound(msgGroupNotFound))
+		return
+	}
+	// Keys leave in clear: the audit trail records who took which, before any is written.
+	source, _, splitErr := net.SplitHostPort(r.RemoteAddr)
+	if splitErr != nil {
+		source = r.RemoteAddr
+	}
+	if err := a.cmd.RecordKeysExported(r.Context(), events.ActorAdmin,
+		domain.KeysExported{GroupID: gid, GroupName: g.Name, Status: status, Source: source}); err != nil {
+		fail(w, r, err)
 		return
 	}
 	h := w.Header()
