@@ -27,7 +27,6 @@ const (
 	defaultIdleTimeout           = 120 * time.Second
 	defaultShutdownTimeout       = 10 * time.Second
 	minShutdownTimeout           = 10 * time.Second
-	defaultAuthKey               = "sk-gpt-load-default-auth-key"
 	defaultDataDir               = "./data"
 	defaultDatabaseFile          = "gpt-load.db"
 	defaultMaxConcurrentRequests = 100
@@ -58,10 +57,11 @@ type Config struct {
 	TZ       string         // TZ as given; empty when unset
 	Location *time.Location // TZ resolved; time.Local when TZ is unset
 
-	// AuthKey is the admin key (AUTH_KEY). When AUTH_KEY is unset the node still
-	// starts, with a built-in default key, and AuthKeyDefaulted is true.
-	AuthKey          string
-	AuthKeyDefaulted bool
+	// AuthKey is the admin key (AUTH_KEY). When AUTH_KEY is unset it is empty here and
+	// AuthKeyFromDataDir is true: the node then uses the key kept in DATA_DIR/admin.key,
+	// generated at random on the first start.
+	AuthKey            string
+	AuthKeyFromDataDir bool
 
 	EncryptionKey string // ENCRYPTION_KEY; empty disables at-rest encryption
 	DatabaseDSN   string // DATABASE_DSN; default DataDir/gpt-load.db
@@ -237,7 +237,7 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 		Str("data_dir", c.DataDir).
 		Str("database", redactDSN(c.DatabaseDSN)).
 		Str("tz", c.Location.String()).
-		Bool("auth_key_defaulted", c.AuthKeyDefaulted).
+		Bool("auth_key_from_data_dir", c.AuthKeyFromDataDir).
 		Bool("encryption", c.EncryptionKey != "").
 		Int("max_concurrent_requests", c.MaxConcurrentRequests).
 		Bool("cors", c.CORS.Enabled).
@@ -284,8 +284,7 @@ func (c *Config) setDefaults() {
 		} // else Validate reports TZ
 	}
 	if c.AuthKey == "" {
-		c.AuthKey = defaultAuthKey
-		c.AuthKeyDefaulted = true
+		c.AuthKeyFromDataDir = true
 	}
 	if c.DataDir == "" {
 		c.DataDir = defaultDataDir
@@ -352,9 +351,6 @@ func (c Config) Validate() error {
 		if _, err := loadLocation(c.TZ); err != nil {
 			errs = append(errs, varErrorf("TZ", "unknown time zone %q", c.TZ))
 		}
-	}
-	if c.AuthKey == "" {
-		errs = append(errs, varErrorf("AUTH_KEY", "must not be empty"))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, varErrorf("DATA_DIR", "must not be empty"))
@@ -443,8 +439,8 @@ func (n NATSConfig) Validate() error {
 // warnings lists the non-fatal findings. No secret appears in them.
 func (c Config) warnings() []string {
 	var w []string
-	if c.AuthKeyDefaulted {
-		w = append(w, "AUTH_KEY is not set: the built-in default admin key is in use; set AUTH_KEY before exposing this node")
+	if c.AuthKeyFromDataDir {
+		w = append(w, "AUTH_KEY is not set: the admin key is the one kept in DATA_DIR/"+adminKeyFileName+" (generated at random on the first start); set AUTH_KEY to choose your own")
 	} else if weakKey(c.AuthKey) {
 		w = append(w, weakKeyWarning("AUTH_KEY"))
 	}

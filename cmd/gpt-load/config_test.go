@@ -83,8 +83,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"IS_SLAVE", c.IsSlave, false},
 		{"TZ", c.TZ, ""},
 		{"TZ/Location", c.Location, time.Local},
-		{"AUTH_KEY", c.AuthKey, "sk-gpt-load-default-auth-key"},
-		{"AUTH_KEY/defaulted", c.AuthKeyDefaulted, true},
+		{"AUTH_KEY", c.AuthKey, ""},
+		{"AUTH_KEY/from data dir", c.AuthKeyFromDataDir, true},
 		{"ENCRYPTION_KEY", c.EncryptionKey, ""},
 		{"DATABASE_DSN", c.DatabaseDSN, filepath.Join("data", "gpt-load.db")},
 		{"REDIS_DSN", c.RedisDSN, ""},
@@ -180,8 +180,8 @@ func TestLoadConfigValues(t *testing.T) {
 			}
 		}},
 		{"auth key given", map[string]string{"AUTH_KEY": "a-long-and-strong-admin-kee"}, func(t *testing.T, c Config) {
-			if c.AuthKey != "a-long-and-strong-admin-kee" || c.AuthKeyDefaulted {
-				t.Errorf("AuthKeyDefaulted = %v", c.AuthKeyDefaulted)
+			if c.AuthKey != "a-long-and-strong-admin-kee" || c.AuthKeyFromDataDir {
+				t.Errorf("AuthKeyFromDataDir = %v", c.AuthKeyFromDataDir)
 			}
 		}},
 		{"data dir moves the derived paths", map[string]string{"DATA_DIR": "/srv/gpt"}, func(t *testing.T, c Config) {
@@ -427,7 +427,7 @@ func TestLoadConfigDotenv(t *testing.T) {
 			dotenv: "# comment\nPORT=4000\nexport HOST=127.0.0.1\nLOG_LEVEL=\"debug\"\nAUTH_KEY='a-strong-admin-key-from-file'\n",
 			check: func(t *testing.T, c Config) {
 				if c.Port != 4000 || c.Host != "127.0.0.1" || c.Log.Level != zerolog.DebugLevel ||
-					c.AuthKey != "a-strong-admin-key-from-file" || c.AuthKeyDefaulted {
+					c.AuthKey != "a-strong-admin-key-from-file" || c.AuthKeyFromDataDir {
 					t.Errorf("got %+v", c)
 				}
 			},

@@ -149,7 +149,31 @@ func TestStartsWithNoConfiguration(t *testing.T) {
 		t.Fatalf("health = %v", h)
 	}
 	if !strings.Contains(p.out.String(), "AUTH_KEY is not set") {
-		t.Error("no warning about the default AUTH_KEY")
+		t.Error("no warning about the missing AUTH_KEY")
+	}
+	// Without AUTH_KEY a random admin key is generated, kept in DATA_DIR for the
+	// restarts, and printed once.
+	keyFile := filepath.Join(dir, "data", "admin.key")
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		t.Fatalf("no generated admin key: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin key file mode %v, want 0600", fi.Mode().Perm())
+	}
+	raw, _ := os.ReadFile(keyFile)
+	adminKey := strings.TrimSpace(string(raw))
+	if len(adminKey) < 32 {
+		t.Fatalf("generated admin key %q is too short", adminKey)
+	}
+	if !strings.Contains(p.out.String(), adminKey) {
+		t.Error("the generated admin key was not printed")
+	}
+	if code := adminStatus(t, p.port, adminKey); code != http.StatusOK {
+		t.Errorf("the generated admin key answers %d on the admin API", code)
+	}
+	if code := adminStatus(t, p.port, "sk-gpt-load-default-auth-key"); code != http.StatusUnauthorized {
+		t.Errorf("the old well-known default key answers %d, want 401", code)
 	}
 	for _, want := range []string{"jetstream", "gpt-load.db"} {
 		if _, err := os.Stat(filepath.Join(dir, "data", want)); err != nil {
@@ -171,9 +195,61 @@ func TestStartsWithNoConfiguration(t *testing.T) {
 	if !strings.Contains(p2.out.String(), "state loaded from snapshot") {
 		t.Error("the restart did not use the snapshot")
 	}
+	if strings.Contains(p2.out.String(), adminKey) {
+		t.Error("the admin key was printed again on a restart")
+	}
+	if code := adminStatus(t, p2.port, adminKey); code != http.StatusOK {
+		t.Errorf("after a restart the generated admin key answers %d", code)
+	}
 	if code := p2.stop(t, 15*time.Second); code != 0 {
 		t.Fatalf("exit code %d after the second SIGTERM", code)
 	}
+}
+
+// adminStatus is the status of an admin API call made with key.
+func adminStatus(t *testing.T, port int, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/api/groups", port), nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A second node on a DATA_DIR in use is refused with the holder's PID; once the first
+// has stopped, the directory starts again.
+func TestSecondNodeOnOneDataDirIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := []string{"HOST=127.0.0.1", "AUTH_KEY=" + e2eAdminKey, "DATA_DIR=" + filepath.Join(dir, "data")}
+	first := startProc(t, dir, append(env, "PORT="+strconv.Itoa(freePort(t)))...)
+	first.waitHealthy(t)
+
+	second := startProc(t, dir, append(env, "PORT="+strconv.Itoa(freePort(t)))...)
+	select {
+	case err := <-second.exited:
+		second.exited <- err
+		if err == nil {
+			t.Fatal("the second node exited with status 0")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second node on the same DATA_DIR is still running")
+	}
+	want := fmt.Sprintf("in use by process %d", first.cmd.Process.Pid)
+	if !strings.Contains(second.out.String(), want) {
+		t.Errorf("the refusal does not say %q:\n%s", want, second.out.String())
+	}
+	if code := adminStatus(t, first.port, e2eAdminKey); code != http.StatusOK {
+		t.Errorf("the first node answers %d after the refusal", code)
+	}
+	if code := first.stop(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	third := startProc(t, dir, append(env, "PORT="+strconv.Itoa(freePort(t)))...)
+	third.waitHealthy(t)
 }
 
 func TestNATSListenOpensTCP(t *testing.T) {

@@ -45,6 +45,7 @@ type node struct {
 	stopTask context.CancelFunc
 	http     *http.Server
 	listener net.Listener
+	lock     *dataDirLock
 }
 
 // run starts a node, serves until ctx ends, then shuts down gracefully.
@@ -59,12 +60,6 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 func logStartup(cfg Config, log zerolog.Logger) {
 	for _, w := range cfg.Warnings {
 		log.Warn().Msg(w)
-	}
-	if cfg.AuthKeyDefaulted {
-		// Config.Warnings already says it once; make it impossible to miss.
-		log.Warn().Msg("*******************************************************************")
-		log.Warn().Msg("* Anyone who knows the default admin key can manage this service. *")
-		log.Warn().Msg("*******************************************************************")
 	}
 	log.Info().Object("config", cfg).Msg("configuration loaded")
 }
@@ -85,18 +80,30 @@ func seedSettings(cfg Config) domain.Settings {
 func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, err error) {
 	logStartup(cfg, log)
 	time.Local = cfg.Location
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
 	}
-	n := &node{cfg: cfg, log: log}
+	n := &node{cfg: cfg, log: log, lock: lock}
 	defer func() {
 		if err != nil {
 			n.closeNATS(context.Background())
 			if n.db != nil {
 				n.db.Close()
 			}
+			n.lock.release()
 		}
 	}()
+	if cfg.AuthKeyFromDataDir {
+		key, created, err := adminKey(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.AuthKey, n.cfg.AuthKey = key, key
+		if created {
+			announceAdminKey(os.Stderr, key, filepath.Join(cfg.DataDir, adminKeyFileName))
+		}
+	}
 	cipher, err := events.NewCipher(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -307,6 +314,7 @@ func (n *node) serve(ctx context.Context) error {
 	if cerr := n.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close database: %w", cerr)
 	}
+	n.lock.release()
 	return err
 }
 
