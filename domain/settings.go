@@ -34,8 +34,8 @@ const (
 // health). gpt-load's default was "400-403,405-999".
 const DefaultFailoverStatusCodes = "401-403,405-412,414-421,423-999"
 
-// maxSettingInt caps integer settings and overrides, so that no timeout or count can overflow
-// when it is turned into a duration or summed.
+// maxSettingInt is the largest number settingInt reads as itself; every int setting has a
+// much smaller maximum of its own.
 const maxSettingInt = math.MaxInt32
 
 // SettingDef describes one system setting (API.md 4.1).
@@ -47,6 +47,7 @@ type SettingDef struct {
 	Type        SettingType
 	Default     string // the default as a string, "" when none
 	Min         *int   // nil when there is no minimum
+	Max         *int   // nil when there is no maximum
 	Required    bool
 	Overridable bool // a group's config may override it (API.md 2.4)
 }
@@ -58,7 +59,7 @@ type settingSpec struct {
 	key, name, description, category string
 	typ                              SettingType
 	def                              string
-	min                              int
+	min, max                         int // the range of an int setting (max 0: none)
 	hasMin                           bool
 	required                         bool
 	field                            func(*Settings) any
@@ -83,13 +84,13 @@ var settingSpecs = []settingSpec{
 	{
 		key: "request_log_retention_days", name: "Request log retention (days)", category: SettingCategoryBasic,
 		description: "Request logs older than this many days are deleted. 0 keeps them forever.",
-		typ:         SettingInt, def: "7", min: 0, hasMin: true, required: true,
+		typ:         SettingInt, def: "7", min: 0, max: 3650, hasMin: true, required: true,
 		field: func(s *Settings) any { return &s.RequestLogRetentionDays },
 	},
 	{
 		key: "request_log_write_interval_minutes", name: "Request log write interval (minutes)", category: SettingCategoryBasic,
 		description: "Kept for compatibility with gpt-load, where it was the period of the log buffer flush (0 = write each log at once). Logs here become visible within seconds whatever the value.",
-		typ:         SettingInt, def: "1", min: 0, hasMin: true, required: true,
+		typ:         SettingInt, def: "1", min: 0, max: 1440, hasMin: true, required: true,
 		field: func(s *Settings) any { return &s.RequestLogWriteIntervalMinutes },
 	},
 	{
@@ -103,42 +104,42 @@ var settingSpecs = []settingSpec{
 	{
 		key: "request_timeout", name: "Request timeout (seconds)", category: SettingCategoryRequest,
 		description: "Longest time a non-streaming proxied request may take from start to end.",
-		typ:         SettingInt, def: "600", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "600", min: 1, max: 86400, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.RequestTimeout },
 		override: func(c *GroupConfig) any { return &c.RequestTimeout },
 	},
 	{
 		key: "connect_timeout", name: "Connect timeout (seconds)", category: SettingCategoryRequest,
 		description: "Longest time to wait for a connection to an upstream to be established.",
-		typ:         SettingInt, def: "15", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "15", min: 1, max: 600, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.ConnectTimeout },
 		override: func(c *GroupConfig) any { return &c.ConnectTimeout },
 	},
 	{
 		key: "idle_conn_timeout", name: "Idle connection timeout (seconds)", category: SettingCategoryRequest,
 		description: "How long an unused keep-alive connection to an upstream stays open.",
-		typ:         SettingInt, def: "120", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "120", min: 1, max: 3600, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.IdleConnTimeout },
 		override: func(c *GroupConfig) any { return &c.IdleConnTimeout },
 	},
 	{
 		key: "response_header_timeout", name: "Response header timeout (seconds)", category: SettingCategoryRequest,
 		description: "Longest wait for an upstream's response headers after the request was sent, streaming requests included.",
-		typ:         SettingInt, def: "600", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "600", min: 1, max: 86400, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.ResponseHeaderTimeout },
 		override: func(c *GroupConfig) any { return &c.ResponseHeaderTimeout },
 	},
 	{
 		key: "max_idle_conns", name: "Max idle connections", category: SettingCategoryRequest,
 		description: "Size of the pool of idle keep-alive connections to upstreams (the streaming client keeps at least 50).",
-		typ:         SettingInt, def: "100", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "100", min: 1, max: 10000, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.MaxIdleConns },
 		override: func(c *GroupConfig) any { return &c.MaxIdleConns },
 	},
 	{
 		key: "max_idle_conns_per_host", name: "Max idle connections per host", category: SettingCategoryRequest,
 		description: "Idle keep-alive connections kept per upstream host (the streaming client keeps at least 20).",
-		typ:         SettingInt, def: "50", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "50", min: 1, max: 10000, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.MaxIdleConnsPerHost },
 		override: func(c *GroupConfig) any { return &c.MaxIdleConnsPerHost },
 	},
@@ -153,14 +154,14 @@ var settingSpecs = []settingSpec{
 	{
 		key: "max_retries", name: "Max retries", category: SettingCategoryKey,
 		description: "How many more times a failed request is tried, each time with another key (total attempts = retries + 1).",
-		typ:         SettingInt, def: "3", min: 0, hasMin: true, required: true,
+		typ:         SettingInt, def: "3", min: 0, max: 10, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.MaxRetries },
 		override: func(c *GroupConfig) any { return &c.MaxRetries },
 	},
 	{
 		key: "blacklist_threshold", name: "Blacklist threshold", category: SettingCategoryKey,
 		description: "Consecutive authentication failures after which a key is marked invalid and leaves the rotation. 0 never blacklists.",
-		typ:         SettingInt, def: "3", min: 0, hasMin: true, required: true,
+		typ:         SettingInt, def: "3", min: 0, max: 100, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.BlacklistThreshold },
 		override: func(c *GroupConfig) any { return &c.BlacklistThreshold },
 	},
@@ -174,21 +175,21 @@ var settingSpecs = []settingSpec{
 	{
 		key: "key_validation_interval_minutes", name: "Key validation interval (minutes)", category: SettingCategoryKey,
 		description: "How often invalid and resting keys of a group are checked again in the background.",
-		typ:         SettingInt, def: "60", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "60", min: 1, max: 10080, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.KeyValidationIntervalMinutes },
 		override: func(c *GroupConfig) any { return &c.KeyValidationIntervalMinutes },
 	},
 	{
 		key: "key_validation_concurrency", name: "Key validation concurrency", category: SettingCategoryKey,
 		description: "How many keys of a group are validated at the same time, in the background and on demand.",
-		typ:         SettingInt, def: "10", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "10", min: 1, max: 100, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.KeyValidationConcurrency },
 		override: func(c *GroupConfig) any { return &c.KeyValidationConcurrency },
 	},
 	{
 		key: "key_validation_timeout_seconds", name: "Key validation timeout (seconds)", category: SettingCategoryKey,
 		description: "Longest time one key validation request may take.",
-		typ:         SettingInt, def: "20", min: 1, hasMin: true, required: true,
+		typ:         SettingInt, def: "20", min: 1, max: 600, hasMin: true, required: true,
 		field:    func(s *Settings) any { return &s.KeyValidationTimeoutSeconds },
 		override: func(c *GroupConfig) any { return &c.KeyValidationTimeoutSeconds },
 	},
@@ -215,6 +216,9 @@ func (sp *settingSpec) toDef() SettingDef {
 	}
 	if sp.hasMin {
 		d.Min = new(sp.min)
+	}
+	if sp.max != 0 {
+		d.Max = new(sp.max)
 	}
 	return d
 }
@@ -301,8 +305,8 @@ func DefaultSettings() Settings {
 // checked:
 //
 //   - an unknown key is an error ("unknown setting"), and so is a JSON null;
-//   - int settings take a JSON number with a whole value (5 and 5.0, not 5.5), at least the
-//     setting's minimum and at most 2147483647;
+//   - int settings take a JSON number with a whole value (5 and 5.0, not 5.5) within the
+//     setting's range (SettingDef.Min, SettingDef.Max);
 //   - bool settings take a JSON boolean;
 //   - string settings take a JSON string, trimmed, non-empty when required;
 //   - failover_status_codes must parse (ParseStatusCodes);
@@ -349,7 +353,10 @@ func (sp *settingSpec) decode(raw []byte) (any, string) {
 		if msg != "" {
 			return nil, msg
 		}
-		if sp.hasMin && n < sp.min {
+		if sp.hasMin && n < sp.min || sp.max != 0 && n > sp.max {
+			if sp.max != 0 {
+				return nil, fmt.Sprintf("must be between %d and %d, got %s", sp.min, sp.max, sp.shown(n))
+			}
 			return nil, fmt.Sprintf("must be at least %d", sp.min)
 		}
 		return n, ""
@@ -389,8 +396,21 @@ func (sp *settingSpec) decode(raw []byte) (any, string) {
 	return str, ""
 }
 
-// settingInt reads a JSON number with a whole value within the int32 range (values below it
-// are clamped, so that minimum checks report them).
+// shown is n as a range error shows it: the value, or "more" or "less" when settingInt
+// clamped it.
+func (sp *settingSpec) shown(n int) string {
+	switch {
+	case n > maxSettingInt:
+		return "more"
+	case n < math.MinInt32:
+		return "less"
+	}
+	return strconv.Itoa(n)
+}
+
+// settingInt reads a JSON number with a whole value. Values beyond the int32 range are
+// clamped just outside it (maxSettingInt+1, math.MinInt32-1), so that range checks report
+// them.
 func settingInt(raw []byte) (int, string) {
 	if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') || !json.Valid(raw) {
 		return 0, "must be a number"
@@ -402,18 +422,18 @@ func settingInt(raw []byte) (int, string) {
 	if math.IsInf(f, 0) {
 		// Too large for float64, hence for any integer: an integer literal or a huge exponent.
 		if f > 0 {
-			return 0, fmt.Sprintf("must be at most %d", maxSettingInt)
+			return maxSettingInt + 1, ""
 		}
-		return math.MinInt32, ""
+		return math.MinInt32 - 1, ""
 	}
 	if f != math.Trunc(f) || f == 0 && settingMantissaNonZero(raw) {
 		return 0, "must be a whole number"
 	}
 	if f > maxSettingInt {
-		return 0, fmt.Sprintf("must be at most %d", maxSettingInt)
+		return maxSettingInt + 1, ""
 	}
 	if f < math.MinInt32 {
-		return math.MinInt32, ""
+		return math.MinInt32 - 1, ""
 	}
 	return int(f), ""
 }

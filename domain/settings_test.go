@@ -238,7 +238,7 @@ func TestSettingsApplyValid(t *testing.T) {
 		{"int with exponent", map[string]string{"max_idle_conns": "1e2"}, func(s *domain.Settings) { s.MaxIdleConns = 100 }},
 		{"int negative zero", map[string]string{"blacklist_threshold": "-0"}, func(s *domain.Settings) { s.BlacklistThreshold = 0 }},
 		{"int zero with exponent", map[string]string{"blacklist_threshold": "0.0e5"}, func(s *domain.Settings) { s.BlacklistThreshold = 0 }},
-		{"int largest", map[string]string{"request_log_retention_days": "2147483647"}, func(s *domain.Settings) { s.RequestLogRetentionDays = 2147483647 }},
+		{"int at maximum", map[string]string{"request_log_retention_days": "3650"}, func(s *domain.Settings) { s.RequestLogRetentionDays = 3650 }},
 		{"int surrounded by spaces", map[string]string{"key_validation_concurrency": " 4 "}, func(s *domain.Settings) { s.KeyValidationConcurrency = 4 }},
 		{"bool true", map[string]string{"enable_request_body_logging": "true"}, func(s *domain.Settings) { s.EnableRequestBodyLogging = true }},
 		{"bool false", map[string]string{"enable_request_body_logging": "false"}, func(s *domain.Settings) { s.EnableRequestBodyLogging = false }},
@@ -293,10 +293,12 @@ func TestSettingsApplyInvalid(t *testing.T) {
 		{"null string", map[string]string{"proxy_url": "null"}, map[string]string{"proxy_url": "null"}},
 		{"null bool", map[string]string{"enable_request_body_logging": "null"}, map[string]string{"enable_request_body_logging": "null"}},
 		{"empty raw", map[string]string{"max_retries": ""}, map[string]string{"max_retries": "null"}},
-		{"int below minimum 1", map[string]string{"request_timeout": "0"}, map[string]string{"request_timeout": "at least 1"}},
-		{"int below minimum 0", map[string]string{"max_retries": "-1"}, map[string]string{"max_retries": "at least 0"}},
-		{"int very negative", map[string]string{"max_retries": "-1e300"}, map[string]string{"max_retries": "at least 0"}},
-		{"int beyond float range negative", map[string]string{"max_retries": "-1e400"}, map[string]string{"max_retries": "at least 0"}},
+		{"int below minimum 1", map[string]string{"request_timeout": "0"}, map[string]string{"request_timeout": "between 1 and 86400, got 0"}},
+		{"int below minimum 0", map[string]string{"max_retries": "-1"}, map[string]string{"max_retries": "between 0 and 10, got -1"}},
+		{"int very negative", map[string]string{"max_retries": "-1e300"}, map[string]string{"max_retries": "between 0 and 10, got less"}},
+		{"int beyond float range negative", map[string]string{"max_retries": "-1e400"}, map[string]string{"max_retries": "between 0 and 10"}},
+		{"int above maximum", map[string]string{"max_retries": "11"}, map[string]string{"max_retries": "between 0 and 10, got 11"}},
+		{"int int32 largest", map[string]string{"key_validation_concurrency": "2147483647"}, map[string]string{"key_validation_concurrency": "between 1 and 100"}},
 		{"int fraction", map[string]string{"request_timeout": "1.5"}, map[string]string{"request_timeout": "whole number"}},
 		{"int tiny fraction", map[string]string{"request_timeout": "1e-400"}, map[string]string{"request_timeout": "whole number"}},
 		{"int as string", map[string]string{"request_timeout": `"600"`}, map[string]string{"request_timeout": "must be a number"}},
@@ -304,9 +306,9 @@ func TestSettingsApplyInvalid(t *testing.T) {
 		{"int as object", map[string]string{"max_retries": "{}"}, map[string]string{"max_retries": "must be a number"}},
 		{"int as array", map[string]string{"max_retries": "[1]"}, map[string]string{"max_retries": "must be a number"}},
 		{"int malformed", map[string]string{"max_retries": "1x"}, map[string]string{"max_retries": "must be a number"}},
-		{"int too large", map[string]string{"max_retries": "2147483648"}, map[string]string{"max_retries": "at most 2147483647"}},
-		{"int huge literal", map[string]string{"max_retries": "99999999999999999999999"}, map[string]string{"max_retries": "at most"}},
-		{"int beyond float range", map[string]string{"max_retries": "1e400"}, map[string]string{"max_retries": "at most"}},
+		{"int too large", map[string]string{"max_retries": "2147483648"}, map[string]string{"max_retries": "between 0 and 10, got more"}},
+		{"int huge literal", map[string]string{"max_retries": "99999999999999999999999"}, map[string]string{"max_retries": "between 0 and 10"}},
+		{"int beyond float range", map[string]string{"max_retries": "1e400"}, map[string]string{"max_retries": "between 0 and 10"}},
 		{"bool as string", map[string]string{"enable_request_body_logging": `"true"`}, map[string]string{"enable_request_body_logging": "boolean"}},
 		{"bool as number", map[string]string{"enable_request_body_logging": "1"}, map[string]string{"enable_request_body_logging": "boolean"}},
 		{"string as number", map[string]string{"proxy_url": "1"}, map[string]string{"proxy_url": "must be a string"}},
@@ -335,7 +337,7 @@ func TestSettingsApplyInvalid(t *testing.T) {
 			"request_timeout": "0", "enable_request_body_logging": `"yes"`, "x": "1", "app_url": `""`,
 			"max_retries": "2", // valid, but not applied since others fail
 		}, map[string]string{
-			"request_timeout": "at least 1", "enable_request_body_logging": "boolean", "x": "unknown setting", "app_url": "must not be empty",
+			"request_timeout": "between 1 and 86400", "enable_request_body_logging": "boolean", "x": "unknown setting", "app_url": "must not be empty",
 		}},
 	}
 	for _, tt := range tests {
@@ -361,12 +363,12 @@ func TestSettingsApplyErrorOrder(t *testing.T) {
 	if want := []string{"a", "connect_timeout", "max_retries", "z"}; !slices.Equal(names, want) {
 		t.Fatalf("fields = %v, want %v (sorted by key)", names, want)
 	}
-	if msg := err.Error(); !strings.Contains(msg, "connect_timeout: must be at least 1") {
+	if msg := err.Error(); !strings.Contains(msg, "connect_timeout: must be between 1 and 600") {
 		t.Fatalf("Error() = %q, want it to name the field", msg)
 	}
 }
 
-// Every int setting enforces its own minimum and the common rules.
+// Every int setting enforces its own range and the common rules.
 func TestSettingsApplyIntRules(t *testing.T) {
 	t.Parallel()
 	for _, d := range domain.SettingDefs() {
@@ -375,12 +377,12 @@ func TestSettingsApplyIntRules(t *testing.T) {
 		}
 		t.Run(d.Key, func(t *testing.T) {
 			t.Parallel()
-			if d.Min == nil {
-				t.Fatal("int setting without a minimum")
+			if d.Min == nil || d.Max == nil || *d.Max <= *d.Min {
+				t.Fatalf("int setting without a range: min %v, max %v", d.Min, d.Max)
 			}
 			base := domain.DefaultSettings()
-			min := *d.Min
-			for _, ok := range []string{strconv.Itoa(min), strconv.Itoa(min + 1), strconv.Itoa(min) + ".0", "2147483647"} {
+			min, max := *d.Min, *d.Max
+			for _, ok := range []string{strconv.Itoa(min), strconv.Itoa(min + 1), strconv.Itoa(min) + ".0", strconv.Itoa(max), d.Default} {
 				got, err := base.Apply(vrRaw(map[string]string{d.Key: ok}))
 				if err != nil {
 					t.Fatalf("%s=%s: %v", d.Key, ok, err)
@@ -390,10 +392,18 @@ func TestSettingsApplyIntRules(t *testing.T) {
 					t.Errorf("%s=%s: value %v", d.Key, ok, v)
 				}
 			}
-			for _, bad := range []string{strconv.Itoa(min - 1), "2.5", `"5"`, "true", "null", "2147483648"} {
+			for _, bad := range []string{strconv.Itoa(min - 1), strconv.Itoa(max + 1), "2147483647", "2.5", `"5"`, "true", "null", "2147483648"} {
 				if _, err := base.Apply(vrRaw(map[string]string{d.Key: bad})); domain.ErrorCode(err) != domain.EINVALID {
 					t.Errorf("%s=%s: err = %v, want EINVALID", d.Key, bad, err)
 				}
+			}
+			// A group override keeps to the same range.
+			if !d.Overridable {
+				return
+			}
+			_, err := domain.ParseGroupConfig([]byte(`{"` + d.Key + `":` + strconv.Itoa(max+1) + `}`))
+			if want := fmt.Sprintf("config.%s: must be between %d and %d", d.Key, min, max); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("override %s=%d: err = %v, want %q", d.Key, max+1, err, want)
 			}
 		})
 	}
@@ -542,9 +552,9 @@ func TestParseGroupConfigInvalid(t *testing.T) {
 		{"not overridable interval", `{"request_log_write_interval_minutes":1}`, map[string]string{"config.request_log_write_interval_minutes": "unknown config field"}},
 		{"int as string", `{"request_timeout":"600"}`, map[string]string{"config.request_timeout": "must be a number"}},
 		{"int fraction", `{"max_retries":1.5}`, map[string]string{"config.max_retries": "whole number"}},
-		{"int below minimum", `{"request_timeout":0}`, map[string]string{"config.request_timeout": "at least 1"}},
-		{"int negative", `{"max_retries":-1}`, map[string]string{"config.max_retries": "at least 0"}},
-		{"int too large", `{"max_retries":1e10}`, map[string]string{"config.max_retries": "at most"}},
+		{"int below minimum", `{"request_timeout":0}`, map[string]string{"config.request_timeout": "between 1 and 86400"}},
+		{"int negative", `{"max_retries":-1}`, map[string]string{"config.max_retries": "between 0 and 10"}},
+		{"int too large", `{"max_retries":1e10}`, map[string]string{"config.max_retries": "between 0 and 10, got more"}},
 		{"bool as string", `{"enable_request_body_logging":"true"}`, map[string]string{"config.enable_request_body_logging": "boolean"}},
 		{"bool as number", `{"enable_request_body_logging":0}`, map[string]string{"config.enable_request_body_logging": "boolean"}},
 		{"string as number", `{"proxy_url":8080}`, map[string]string{"config.proxy_url": "must be a string"}},
@@ -552,7 +562,7 @@ func TestParseGroupConfigInvalid(t *testing.T) {
 		{"failover bad", `{"failover_status_codes":"1000"}`, map[string]string{"config.failover_status_codes": `"1000"`}},
 		{"failover as number", `{"failover_status_codes":429}`, map[string]string{"config.failover_status_codes": "must be a string"}},
 		{"every problem", `{"a":1,"max_retries":-1,"proxy_url":true,"request_timeout":5}`, map[string]string{
-			"config.a": "unknown config field", "config.max_retries": "at least 0", "config.proxy_url": "must be a string",
+			"config.a": "unknown config field", "config.max_retries": "between 0 and 10", "config.proxy_url": "must be a string",
 		}},
 	}
 	for _, tt := range tests {

@@ -119,7 +119,7 @@ func TestSettingsContract(t *testing.T) {
 			count++
 			checkShape(t, "setting", s, shape{"key": "string", "name": "string", "value": "string|integer|bool",
 				"type": "string", "default_value": "string", "description": "string", "category": "string",
-				"min_value": "?integer", "required": "bool"})
+				"min_value": "?integer", "max_value": "?integer", "required": "bool"})
 		}
 	}
 	if count != 19 { // API.md 4.1's 18, and our retry_empty_response

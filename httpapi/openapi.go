@@ -282,7 +282,7 @@ func components() schema {
 			"?error", str(""), "started_at", dateTime(), "?finished_at", dateTime(), "?duration_seconds", number()),
 		"Setting": object("key", str(""), "name", str(""), "value", schema{"type": []string{"integer", "string", "boolean"}},
 			"type", enum("string", "int", "bool"), "default_value", str(""), "description", str(""), "category", str(""),
-			"?min_value", integer(""), "required", boolean()),
+			"?min_value", integer(""), "?max_value", integer(""), "required", boolean()),
 		"SettingCategory": object("category_name", str(""), "settings", arrayOf(ref("Setting"))),
 		"StatCard":        object("value", number(), "?sub_value", integer(""), "?sub_value_tip", str(""), "trend", number(), "trend_is_growth", boolean()),
 		"SecurityWarning": object("type", str(""), "message", str(""), "severity", enum("high", "medium"), "suggestion", str("")),

@@ -17,6 +17,7 @@ type settingInfo struct {
 	Description  string `json:"description"`
 	Category     string `json:"category"`
 	MinValue     *int   `json:"min_value,omitempty"`
+	MaxValue     *int   `json:"max_value,omitempty"`
 	Required     bool   `json:"required"`
 }
 
@@ -47,7 +48,7 @@ func (a *admin) getSettings(w http.ResponseWriter, r *http.Request) {
 			Key: def.Key, Name: settingName(l, def.Key, def.Name), Value: values[def.Key],
 			Type: string(def.Type), DefaultValue: def.Default,
 			Description: settingDescription(l, def.Key, def.Description),
-			Category:    cat, MinValue: def.Min, Required: def.Required,
+			Category:    cat, MinValue: def.Min, MaxValue: def.Max, Required: def.Required,
 		})
 	}
 	ok(w, r, out)
