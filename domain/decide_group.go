@@ -64,12 +64,19 @@ func parseParamOverrides(raw json.RawMessage) (json.RawMessage, error) {
 	if err := json.Compact(&buf, raw); err != nil {
 		return nil, Invalid(FieldError{Field: "param_overrides", Message: err.Error()})
 	}
+	if buf.Len() > MaxParamOverridesBytes {
+		return nil, Invalid(FieldError{Field: "param_overrides", Message: fmt.Sprintf("must be at most %d bytes of JSON, got %d", MaxParamOverridesBytes, buf.Len())})
+	}
 	return buf.Bytes(), nil
 }
 
 func parseRedirectRules(raw json.RawMessage) (map[string]string, error) {
 	var rules map[string]string
 	if !isNull(raw) {
+		var buf bytes.Buffer
+		if json.Compact(&buf, raw) == nil && buf.Len() > MaxRedirectRulesBytes {
+			return nil, Invalid(FieldError{Field: "model_redirect_rules", Message: fmt.Sprintf("must be at most %d bytes of JSON, got %d", MaxRedirectRulesBytes, buf.Len())})
+		}
 		if err := json.Unmarshal(raw, &rules); err != nil {
 			return nil, Invalid(FieldError{Field: "model_redirect_rules", Message: "must be an object of model names to model names"})
 		}
@@ -144,6 +151,8 @@ func DecideCreateGroup(s *State, in GroupInput) (GroupCreated, error) {
 	g.ParamOverrides, err = parseParamOverrides(in.ParamOverrides)
 	errs.add(err)
 	g.ProxyKeys = ValidateProxyKeys(deref(in.ProxyKeys))
+	errs.add(checkBytes("proxy_keys", g.ProxyKeys, MaxProxyKeysBytes))
+	errs.add(checkBytes("test_model", g.TestModel, MaxModelNameBytes))
 	if err := Invalid(errs...); err != nil {
 		return GroupCreated{}, err
 	}
@@ -209,6 +218,7 @@ func DecideUpdateGroup(s *State, id uint64, in GroupInput) (GroupUpdated, error)
 		if tm := strings.TrimSpace(*in.TestModel); tm == "" {
 			errs.addf("test_model", "test model cannot be empty")
 		} else {
+			errs.add(checkBytes("test_model", tm, MaxModelNameBytes))
 			g.TestModel = tm
 			mark("test_model")
 		}
@@ -251,6 +261,7 @@ func DecideUpdateGroup(s *State, id uint64, in GroupInput) (GroupUpdated, error)
 	}
 	if in.ProxyKeys != nil {
 		g.ProxyKeys = ValidateProxyKeys(*in.ProxyKeys)
+		errs.add(checkBytes("proxy_keys", g.ProxyKeys, MaxProxyKeysBytes))
 		mark("proxy_keys")
 	}
 	if err := Invalid(errs...); err != nil {

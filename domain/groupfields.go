@@ -106,6 +106,30 @@ const (
 	MaxNotesLen       = 255
 )
 
+// Size limits of group fields. Every event carries the whole group, secrets sealed (hex,
+// so twice their size), and must fit in one message of the event log (1 MiB by default):
+// with every field at its limit a group still fits. A value over a limit is refused with
+// a message naming the field and the limit.
+const (
+	MaxProxyKeysBytes      = 16 << 10 // proxy_keys, of a group and of the settings
+	MaxUpstreams           = 50
+	MaxURLBytes            = 2048 // an upstream url, a proxy_url, a validation_endpoint
+	MaxHeaderRules         = 50
+	MaxHeaderNameBytes     = 256
+	MaxHeaderValueBytes    = 4 << 10
+	MaxParamOverridesBytes = 64 << 10 // compact JSON
+	MaxRedirectRulesBytes  = 64 << 10 // compact JSON
+	MaxModelNameBytes      = 255      // test_model and each model name of a redirect rule
+)
+
+// checkBytes refuses a value longer than max bytes.
+func checkBytes(field, s string, max int) error {
+	if len(s) > max {
+		return Invalid(FieldError{Field: field, Message: fmt.Sprintf("must be at most %d bytes, got %d", max, len(s))})
+	}
+	return nil
+}
+
 // maxGroupNameLen is the longest group name.
 const maxGroupNameLen = 100
 
@@ -164,6 +188,9 @@ func ParseUpstreams(raw json.RawMessage) ([]Upstream, error) {
 	if len(items) == 0 {
 		return fail(FieldError{Field: "upstreams", Message: "at least one upstream is required"})
 	}
+	if len(items) > MaxUpstreams {
+		return fail(FieldError{Field: "upstreams", Message: fmt.Sprintf("must have at most %d upstreams, got %d", MaxUpstreams, len(items))})
+	}
 	var problems []FieldError
 	out := make([]Upstream, 0, len(items))
 	weightErrors, positive := false, false
@@ -212,6 +239,9 @@ func parseUpstreamURL(raw json.RawMessage) (string, string) {
 	if s == "" {
 		return "", "url is required"
 	}
+	if len(s) > MaxURLBytes {
+		return "", fmt.Sprintf("must be at most %d bytes, got %d", MaxURLBytes, len(s))
+	}
 	lower := strings.ToLower(s)
 	if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
 		return "", "must start with http:// or https://"
@@ -251,6 +281,9 @@ func ValidateValidationEndpoint(s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
+	if err := checkBytes("validation_endpoint", s, MaxURLBytes); err != nil {
+		return "", err
+	}
 	bad := !strings.HasPrefix(s, "/") || strings.Contains(s, "://")
 	for i := 0; !bad && i < len(s); i++ {
 		bad = s[i] < 0x20 || s[i] == 0x7f
@@ -276,6 +309,9 @@ func ValidateRedirectRules(rules map[string]string) (map[string]string, error) {
 			continue
 		case to == "":
 			problems = append(problems, FieldError{Field: "model_redirect_rules." + key, Message: "target model must not be empty"})
+		case len(key) > MaxModelNameBytes || len(to) > MaxModelNameBytes:
+			problems = append(problems, FieldError{Field: "model_redirect_rules", Message: fmt.Sprintf("model names must be at most %d bytes", MaxModelNameBytes)})
+			continue
 		}
 		if _, dup := out[key]; dup {
 			problems = append(problems, FieldError{Field: "model_redirect_rules." + key, Message: "duplicate model name after trimming"})

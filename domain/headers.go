@@ -34,6 +34,9 @@ type HeaderRule struct {
 // Every problem is reported in one EINVALID error whose fields name the input position,
 // e.g. "header_rules[2].key". A nil input gives an empty, non-nil slice.
 func NormalizeHeaderRules(rules []HeaderRule) ([]HeaderRule, error) {
+	if len(rules) > MaxHeaderRules {
+		return nil, Invalid(FieldError{Field: "header_rules", Message: fmt.Sprintf("must have at most %d rules, got %d", MaxHeaderRules, len(rules))})
+	}
 	out := make([]HeaderRule, 0, len(rules))
 	var problems []FieldError
 	seen := make(map[string]struct{}, len(rules))
@@ -44,7 +47,10 @@ func NormalizeHeaderRules(rules []HeaderRule) ([]HeaderRule, error) {
 		}
 		field := fmt.Sprintf("header_rules[%d]", i)
 		bad := false
-		if !headerIsToken(key) {
+		if len(key) > MaxHeaderNameBytes {
+			problems = append(problems, FieldError{Field: field + ".key", Message: fmt.Sprintf("must be at most %d bytes, got %d", MaxHeaderNameBytes, len(key))})
+			bad = true
+		} else if !headerIsToken(key) {
 			problems = append(problems, FieldError{Field: field + ".key", Message: fmt.Sprintf("invalid header name %q", key)})
 			bad = true
 		} else {
@@ -57,6 +63,10 @@ func NormalizeHeaderRules(rules []HeaderRule) ([]HeaderRule, error) {
 		}
 		if strings.ContainsAny(r.Value, "\r\n\x00") {
 			problems = append(problems, FieldError{Field: field + ".value", Message: "must not contain CR, LF or NUL characters"})
+			bad = true
+		}
+		if len(r.Value) > MaxHeaderValueBytes {
+			problems = append(problems, FieldError{Field: field + ".value", Message: fmt.Sprintf("must be at most %d bytes, got %d", MaxHeaderValueBytes, len(r.Value))})
 			bad = true
 		}
 		action := strings.ToLower(strings.TrimSpace(r.Action))

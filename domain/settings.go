@@ -38,6 +38,10 @@ const DefaultFailoverStatusCodes = "401-403,405-412,414-421,423-999"
 // much smaller maximum of its own.
 const maxSettingInt = math.MaxInt32
 
+// maxStatusCodesBytes bounds failover_status_codes: every status from 100 to 999 listed
+// one by one takes 3,599 bytes.
+const maxStatusCodesBytes = 4096
+
 // SettingDef describes one system setting (API.md 4.1).
 type SettingDef struct {
 	Key         string
@@ -60,6 +64,7 @@ type settingSpec struct {
 	typ                              SettingType
 	def                              string
 	min, max                         int // the range of an int setting (max 0: none)
+	maxLen                           int // the longest value of a string setting, in bytes
 	hasMin                           bool
 	required                         bool
 	field                            func(*Settings) any
@@ -72,13 +77,13 @@ var settingSpecs = []settingSpec{
 	{
 		key: "app_url", name: "Application URL", category: SettingCategoryBasic,
 		description: "Public base URL of this service, e.g. https://gpt-load.example.com. Group endpoints shown in the UI are built from it.",
-		typ:         SettingString, def: "http://localhost:3001", required: true,
+		typ:         SettingString, def: "http://localhost:3001", required: true, maxLen: MaxURLBytes,
 		field: func(s *Settings) any { return &s.AppURL },
 	},
 	{
 		key: "proxy_keys", name: "Global proxy keys", category: SettingCategoryBasic,
 		description: "Comma-separated proxy keys that clients may use with every group, in addition to each group's own proxy keys.",
-		typ:         SettingString, def: "", required: true,
+		typ:         SettingString, def: "", required: true, maxLen: MaxProxyKeysBytes,
 		field: func(s *Settings) any { return &s.ProxyKeys },
 	},
 	{
@@ -146,7 +151,7 @@ var settingSpecs = []settingSpec{
 	{
 		key: "proxy_url", name: "Outbound proxy URL", category: SettingCategoryRequest,
 		description: "HTTP, HTTPS or SOCKS5 proxy for calls to upstreams, e.g. socks5://127.0.0.1:1080. Empty uses the HTTP_PROXY, HTTPS_PROXY and NO_PROXY environment variables.",
-		typ:         SettingString, def: "",
+		typ:         SettingString, def: "", maxLen: MaxURLBytes,
 		field:    func(s *Settings) any { return &s.ProxyURL },
 		override: func(c *GroupConfig) any { return &c.ProxyURL },
 	},
@@ -168,7 +173,7 @@ var settingSpecs = []settingSpec{
 	{
 		key: "failover_status_codes", name: "Failover status codes", category: SettingCategoryKey,
 		description: "Upstream statuses that make the proxy try another key: codes and ranges separated by commas, e.g. 401-403,429,500-599. Empty never retries. The default retries every error except 400, 404, 413 and 422.",
-		typ:         SettingString, def: DefaultFailoverStatusCodes,
+		typ:         SettingString, def: DefaultFailoverStatusCodes, maxLen: maxStatusCodesBytes,
 		field:    func(s *Settings) any { return &s.FailoverStatusCodes },
 		override: func(c *GroupConfig) any { return &c.FailoverStatusCodes },
 	},
@@ -392,6 +397,9 @@ func (sp *settingSpec) decode(raw []byte) (any, string) {
 	}
 	if sp.required && str == "" {
 		return nil, "must not be empty"
+	}
+	if sp.maxLen != 0 && len(str) > sp.maxLen {
+		return nil, fmt.Sprintf("must be at most %d bytes, got %d", sp.maxLen, len(str))
 	}
 	return str, ""
 }

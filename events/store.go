@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
@@ -65,6 +66,9 @@ type Store struct {
 	stream jetstream.Stream
 	codec  codec
 	log    zerolog.Logger
+	// maxMsg is the largest message, headers included, the event stream takes: the
+	// server's max_payload, or the stream's max_msg_size when smaller.
+	maxMsg int
 	newID  func() string
 	now    func() time.Time
 }
@@ -104,8 +108,12 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig, log
 	}); err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", ReqLogStream, err)
 	}
+	maxMsg := int(js.Conn().MaxPayload())
+	if m := int(st.CachedInfo().Config.MaxMsgSize); m > 0 && (maxMsg <= 0 || m < maxMsg) {
+		maxMsg = m
+	}
 	return &Store{
-		js: js, stream: st, log: log,
+		js: js, stream: st, log: log, maxMsg: maxMsg,
 		codec: codec{reg: newRegistry(), cipher: cfg.Cipher, node: cfg.Node},
 		newID: cfg.NewID,
 		now:   cfg.Now,
@@ -131,6 +139,9 @@ func (s *Store) Append(ctx context.Context, actor string, expect uint64, facts .
 		if err != nil {
 			return 0, err
 		}
+		if err := s.checkSize(msg); err != nil {
+			return 0, err
+		}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(id), jetstream.WithExpectStream(EventsStream)}
 		if i == 0 && agg.Kind != domain.AggHealth {
 			opts = append(opts, jetstream.WithExpectLastSequenceForSubject(expect, guard(agg)))
@@ -145,6 +156,30 @@ func (s *Store) Append(ctx context.Context, actor string, expect uint64, facts .
 		last = ack.Sequence
 	}
 	return last, nil
+}
+
+// publishHeaderRoom is room for the headers the publish options add (expected stream,
+// expected last sequence and its subject filter).
+const publishHeaderRoom = 256
+
+// checkSize refuses an event the stream could not take, with an error a user can read
+// rather than the server's "maximum payload exceeded". Domain validation keeps every
+// legal command well under the limit; this is the last line.
+func (s *Store) checkSize(msg *nats.Msg) error {
+	if s.maxMsg <= 0 {
+		return nil
+	}
+	size := len(msg.Data) + len("NATS/1.0\r\n\r\n") + publishHeaderRoom
+	for k, vs := range msg.Header {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	if size > s.maxMsg {
+		return domain.Errorf(domain.EINVALID, "the %s event would be %d bytes, more than the %d bytes one event may hold: make the change smaller",
+			msg.Header.Get(hdrType), size, s.maxMsg)
+	}
+	return nil
 }
 
 // minServer is the oldest nats-server that honours an expected last sequence for a
@@ -182,6 +217,9 @@ func (s *Store) Publish(actor string, facts ...domain.Fact) error {
 		id := s.newID()
 		msg, err := s.codec.encode(f, id, actor, s.now())
 		if err != nil {
+			return err
+		}
+		if err := s.checkSize(msg); err != nil {
 			return err
 		}
 		if _, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(EventsStream)); err != nil {

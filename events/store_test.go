@@ -462,3 +462,29 @@ func TestEncryptedSecrets(t *testing.T) {
 		t.Errorf("follow without the key = %v, want an error naming ENCRYPTION_KEY", err)
 	}
 }
+
+// TestAppendRefusesOversizedEvent: an event larger than the stream takes is refused with a
+// validation error naming the event and the limit, not the server's payload error, on
+// both append paths.
+func TestAppendRefusesOversizedEvent(t *testing.T) {
+	t.Parallel()
+	js := eventstest.RunServer(t, "").JetStream(t)
+	st := openStore(t, js, events.StoreConfig{})
+	ctx := context.Background()
+	limit := js.Conn().MaxPayload()
+	g := group(1, "huge")
+	g.ParamOverrides = []byte(`{"p":"` + strings.Repeat("x", int(limit)) + `"}`)
+	_, err := st.Append(ctx, events.ActorAdmin, 0, domain.GroupCreated{Group: g})
+	if domain.ErrorCode(err) != domain.EINVALID || !strings.Contains(err.Error(), "group.created") || !strings.Contains(err.Error(), "bytes one event may hold") {
+		t.Fatalf("oversized append: err = %v, want EINVALID naming the event and the limit", err)
+	}
+	err = st.Publish(events.ActorProxy, domain.KeyFailed{GroupID: 1, KeyID: 1, Kind: domain.FailureAuth, Message: strings.Repeat("m", int(limit))})
+	if domain.ErrorCode(err) != domain.EINVALID {
+		t.Fatalf("oversized publish: err = %v, want EINVALID", err)
+	}
+	// Just under the limit goes through.
+	g.ParamOverrides = []byte(`{"p":"` + strings.Repeat("x", int(limit)-2048) + `"}`)
+	if _, err := st.Append(ctx, events.ActorAdmin, 0, domain.GroupCreated{Group: g}); err != nil {
+		t.Fatalf("an event under the limit: %v", err)
+	}
+}
