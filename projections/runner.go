@@ -205,7 +205,7 @@ func (r *Runner) markCaughtUp(start time.Time, replayed int) {
 	seq := r.state.Seq
 	r.mu.RUnlock()
 	r.zl.Info().Uint64("seq", seq).Int("replayed", replayed).
-		Dur("took", time.Since(start)).Msg("projections caught up with the event log")
+		Dur("took_ms", time.Since(start)).Msg("projections caught up with the event log")
 }
 
 func (r *Runner) apply(ev events.Event) {
@@ -350,5 +350,5 @@ func (r *Runner) maybeSnapshot(final bool) {
 		return
 	}
 	r.lastSnap, r.lastSnapAt = seq, time.Now()
-	r.zl.Info().Uint64("seq", seq).Dur("took", time.Since(start)).Msg("snapshot saved")
+	r.zl.Info().Uint64("seq", seq).Dur("took_ms", time.Since(start)).Msg("snapshot saved")
 }

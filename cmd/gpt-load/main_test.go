@@ -189,6 +189,10 @@ func TestStartsWithNoConfiguration(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "data", "snapshots", "state.snap")); err != nil {
 		t.Errorf("no snapshot written at shutdown: %v", err)
 	}
+	// A duration in the log says its unit (zerolog writes milliseconds).
+	if !strings.Contains(p.out.String(), "took_ms=") {
+		t.Errorf("no duration with its unit in the log:\n%s", p.out.String())
+	}
 	// The same directory starts again, from its snapshot.
 	p2 := startProc(t, dir, "PORT="+strconv.Itoa(port), "HOST=127.0.0.1")
 	p2.waitHealthy(t)

@@ -315,6 +315,6 @@ func (queryLogger) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.C
 }
 
 func (h queryLogger) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	h.log.Debug().Str("op", e.Operation()).Dur("took", time.Since(e.StartTime)).
+	h.log.Debug().Str("op", e.Operation()).Dur("took_ms", time.Since(e.StartTime)).
 		Err(e.Err).Msg("sql")
 }
