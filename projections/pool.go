@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"math"
 	"sort"
 	"sync/atomic"
 
@@ -13,11 +14,28 @@ type PoolKey struct {
 	ID       uint64
 	Value    string
 	Failures uint32
+
+	e   *entry // where it was picked, for Hold
+	gen uint64 // the entry's state generation when picked
+}
+
+// Hold keeps the key out of this node's rotation until until (Unix ns), or until the
+// projection next changes the key's state, whichever comes first: a hold is this node's
+// guess while a fact is on its way through the log, and any newer state the log brings
+// (the fact itself, a restore, an enable, a validation) wins over it. A hold made on a
+// pool that has since been rebuilt has no effect.
+func (k PoolKey) Hold(until int64) {
+	if k.e != nil {
+		k.e.hold.Store(&hold{gen: k.gen, until: until})
+	}
 }
 
 // chunkSize is the number of entries of one chunk. Chunks are allocated once and never
 // moved, so pool versions can share them and entries can carry atomics.
 const chunkSize = 1024
+
+// blockSize is the number of entries one resting hint covers.
+const blockSize = 64
 
 type entry struct {
 	id       uint64
@@ -25,9 +43,127 @@ type entry struct {
 	until    atomic.Int64  // end of a rate-limit cooldown, Unix nanoseconds
 	failures atomic.Uint32 // the key's current failure streak
 	out      atomic.Bool   // not selectable: blacklisted, disabled or removed
+	gen      atomic.Uint64 // bumped whenever the projection syncs the entry
+	hold     atomic.Pointer[hold]
+}
+
+// hold is this node's own exclusion of a key, valid while the entry's generation is gen.
+type hold struct {
+	gen   uint64
+	until int64
+}
+
+// wake is when the entry can next be picked (math.MaxInt64: not before the projection
+// changes it); at or before now it can be picked now.
+func (e *entry) wake() int64 {
+	if e.out.Load() {
+		return math.MaxInt64
+	}
+	w := e.until.Load()
+	if h := e.hold.Load(); h != nil && h.until > w && h.gen == e.gen.Load() {
+		w = h.until
+	}
+	return w
+}
+
+func (e *entry) key() PoolKey {
+	return PoolKey{ID: e.id, Value: e.value, Failures: e.failures.Load(), e: e, gen: e.gen.Load()}
 }
 
 type chunk [chunkSize]entry
+
+// hints are a chunk's resting hints: one per block of blockSize entries and one for the
+// whole chunk. A hint says "nothing here can be picked before" a time; pickers write it
+// when they find a full block (or chunk) resting, so later picks step over it in one load
+// until it wakes, and the projection clears it whenever it changes an entry. They live
+// apart from the entries, close to each other, so stepping over a long resting run touches
+// a few cache lines rather than a page per chunk.
+type hints struct {
+	block [chunkSize / blockSize]hint
+	all   hint
+}
+
+// hint packs a version (high bits, bumped by every reset) and a wake time in milliseconds
+// (low hintBits; 0: none, hintNever: not before a reset). A picker sets it by
+// compare-and-swap against the value it read before scanning, so a reset made meanwhile
+// always wins.
+type hint struct{ v atomic.Uint64 }
+
+const (
+	hintBits  = 44 // milliseconds since 1970 fit until the year 2527
+	hintNever = 1<<hintBits - 1
+)
+
+func hintWake(v uint64) int64 {
+	ms := v & hintNever
+	if ms == hintNever {
+		return math.MaxInt64
+	}
+	return int64(ms) * 1e6
+}
+
+// set records wake (rounded up to the millisecond) if the hint still holds v.
+func (h *hint) set(v uint64, wake int64) {
+	var ms uint64
+	switch {
+	case wake <= 0:
+		return
+	case wake == math.MaxInt64 || (wake-1)/1e6+1 >= hintNever:
+		ms = hintNever
+	default:
+		ms = uint64((wake-1)/1e6 + 1)
+	}
+	h.v.CompareAndSwap(v, v&^hintNever|ms)
+}
+
+// reset drops the wake time and bumps the version.
+func (h *hint) reset() {
+	for {
+		v := h.v.Load()
+		if h.v.CompareAndSwap(v, (v>>hintBits+1)<<hintBits) {
+			return
+		}
+	}
+}
+
+// scanBlock returns the first entry of block b that can be picked at now, else the
+// earliest time one can (and records it in the block's hint).
+func scanBlock(c *chunk, hs *hints, b int, now int64) (*entry, int64) {
+	h := &hs.block[b]
+	v := h.v.Load()
+	if w := hintWake(v); w > now {
+		return nil, w
+	}
+	wake := int64(math.MaxInt64)
+	for j := b * blockSize; j < (b+1)*blockSize; j++ {
+		e := &c[j]
+		w := e.wake()
+		if w <= now {
+			return e, 0
+		}
+		wake = min(wake, w)
+	}
+	h.set(v, wake)
+	return nil, wake
+}
+
+// scanAll is scanBlock for the whole chunk.
+func scanAll(c *chunk, hs *hints, now int64) *entry {
+	v := hs.all.v.Load()
+	if hintWake(v) > now {
+		return nil
+	}
+	wake := int64(math.MaxInt64)
+	for b := range len(hs.block) {
+		e, w := scanBlock(c, hs, b, now)
+		if e != nil {
+			return e
+		}
+		wake = min(wake, w)
+	}
+	hs.all.set(v, wake)
+	return nil
+}
 
 // Pool is one version of a group's selectable keys, in id order. Readers never lock:
 // a health change flips an entry's atomics in place; new keys are appended past the end
@@ -35,15 +171,61 @@ type chunk [chunkSize]entry
 // Pool.
 type Pool struct {
 	chunks []*chunk
+	hints  []*hints // one per chunk
 	n      int
 }
 
 func (p *Pool) at(i int) *entry { return &p.chunks[i/chunkSize][i%chunkSize] }
 
-func (p *Pool) find(id uint64) *entry {
+// index returns the position of the entry of key id, or -1.
+func (p *Pool) index(id uint64) int {
 	i := sort.Search(p.n, func(i int) bool { return p.at(i).id >= id })
 	if i < p.n && p.at(i).id == id {
-		return p.at(i)
+		return i
+	}
+	return -1
+}
+
+// Len is the number of entries of the pool, those out of rotation included.
+func (p *Pool) Len() int { return p.n }
+
+// scan returns the first entry in [lo, hi) that can be picked at now. Hints are only read
+// and written for blocks and chunks that lie wholly in [lo, hi), and hi never exceeds the
+// pool's length, so entries appended later never hide behind an older version's hint.
+func (p *Pool) scan(lo, hi int, now int64) *entry {
+	for i := lo; i < hi; {
+		k, o := i/chunkSize, i%chunkSize
+		c, hs := p.chunks[k], p.hints[k]
+		// A hint that rests holds for any part of its run: step over it.
+		if hintWake(hs.all.v.Load()) > now {
+			i = (k + 1) * chunkSize
+			continue
+		}
+		if o == 0 && i+chunkSize <= hi {
+			if e := scanAll(c, hs, now); e != nil {
+				return e
+			}
+			i += chunkSize
+			continue
+		}
+		b := o / blockSize
+		next := i - o%blockSize + blockSize
+		if hintWake(hs.block[b].v.Load()) > now {
+			i = next
+			continue
+		}
+		if o%blockSize == 0 && next <= hi {
+			if e, _ := scanBlock(c, hs, b, now); e != nil {
+				return e
+			}
+			i = next
+			continue
+		}
+		for end := min(hi, next); i < end; i++ {
+			if e := &c[i%chunkSize]; e.wake() <= now {
+				return e
+			}
+		}
 	}
 	return nil
 }
@@ -64,25 +246,29 @@ func newPoolHolder(ks *domain.KeySet) *poolHolder {
 	return h
 }
 
-// pick selects the next usable key by round robin: no lock, no allocation.
+// pick selects the next usable key by round robin: no lock, no allocation. When the key
+// in turn rests, the scan for the next one steps over resting blocks and chunks by their
+// hints, so a pool that mostly rests costs about as much as a healthy one.
 func (h *poolHolder) pick(now int64) (PoolKey, bool) {
 	p := h.p.Load()
-	n := uint64(p.n)
+	n := p.n
 	if n == 0 {
 		return PoolKey{}, false
 	}
-	start := h.rr.Add(1)
-	for i := uint64(0); i < n; i++ {
-		j := (start + i) % n
-		e := &p.chunks[j/chunkSize][j%chunkSize]
-		if !e.out.Load() && e.until.Load() <= now {
-			return PoolKey{ID: e.id, Value: e.value, Failures: e.failures.Load()}, true
+	i := int(h.rr.Add(1) % uint64(n))
+	e := p.at(i)
+	if e.wake() > now {
+		if e = p.scan(i+1, n, now); e == nil {
+			if e = p.scan(0, i, now); e == nil {
+				return PoolKey{}, false
+			}
 		}
 	}
-	return PoolKey{}, false
+	return e.key(), true
 }
 
-// build publishes a new pool of the set's active keys.
+// build publishes a new pool of the set's active keys. Its entries start without holds:
+// a rebuild follows a change the log made, which is newer than any hold.
 func (h *poolHolder) build(ks *domain.KeySet) {
 	p := &Pool{}
 	if ks != nil {
@@ -102,6 +288,7 @@ func (h *poolHolder) build(ks *domain.KeySet) {
 func (p *Pool) appendKey(k *domain.Key) {
 	if p.n == len(p.chunks)*chunkSize {
 		p.chunks = append(p.chunks, new(chunk))
+		p.hints = append(p.hints, new(hints))
 	}
 	e := p.at(p.n)
 	e.id, e.value = k.ID, k.Value
@@ -127,7 +314,7 @@ func (h *poolHolder) added(ks *domain.KeySet, from, to uint64) {
 		return
 	}
 	old := h.p.Load()
-	p := &Pool{chunks: append([]*chunk(nil), old.chunks...), n: old.n}
+	p := &Pool{chunks: append([]*chunk(nil), old.chunks...), hints: append([]*hints(nil), old.hints...), n: old.n}
 	for i := len(fresh) - 1; i >= 0; i-- {
 		p.appendKey(fresh[i])
 	}
@@ -135,15 +322,19 @@ func (h *poolHolder) added(ks *domain.KeySet, from, to uint64) {
 }
 
 // sync brings one key's entry in line with the key's state; k is nil for a removed key.
+// It ends any hold of the key: the state the log brings is newer than this node's guess.
 func (h *poolHolder) sync(id uint64, k *domain.Key) {
-	e := h.p.Load().find(id)
+	p := h.p.Load()
+	i := p.index(id)
 	selectable := k != nil && k.Selectable()
-	if e == nil {
+	if i < 0 {
 		if selectable {
 			h.rebuild = true
 		}
 		return
 	}
+	e := p.at(i)
+	e.gen.Add(1)
 	if k != nil {
 		e.until.Store(k.CooldownUntil)
 		e.failures.Store(k.FailureCount)
@@ -156,6 +347,9 @@ func (h *poolHolder) sync(id uint64, k *domain.Key) {
 			h.dead++
 		}
 	}
+	hs := p.hints[i/chunkSize]
+	hs.block[i%chunkSize/blockSize].reset()
+	hs.all.reset()
 }
 
 // needsRebuild says whether the pool should be rebuilt: it lacks a selectable key, or a
