@@ -9,6 +9,24 @@ import (
 // the asynchronous import and delete have no limit.
 const MaxSyncKeys = 5000
 
+// MaxKeyBytes bounds one entry of key text, on every key endpoint alike (sync and async,
+// JSON and uploaded files). Real API keys are far shorter; the bound keeps a KeysAdded fact
+// of MaxKeysPerEvent keys under the log's 1 MiB message limit even when encrypted: each
+// key travels as hex of nonce, value and tag (2*(n+28) bytes) beside its 64-digit hash,
+// about 950 KB for 1000 keys of 400 bytes.
+const MaxKeyBytes = 400
+
+// LongKeyEntry returns the 1-based position of the first entry longer than MaxKeyBytes,
+// or 0 when there is none.
+func LongKeyEntry(keys []string) int {
+	for i, k := range keys {
+		if len(k) > MaxKeyBytes {
+			return i + 1
+		}
+	}
+	return 0
+}
+
 // ParseKeysText reads the keys_text of the key endpoints and the content of uploaded key
 // files (API.md 3.2):
 //

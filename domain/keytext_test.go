@@ -82,3 +82,22 @@ func FuzzParseKeysText(f *testing.F) {
 		}
 	})
 }
+
+func TestLongKeyEntry(t *testing.T) {
+	t.Parallel()
+	ok := strings.Repeat("k", domain.MaxKeyBytes)
+	long := ok + "k"
+	for _, tc := range []struct {
+		keys []string
+		want int
+	}{
+		{nil, 0},
+		{[]string{"a", ok}, 0},
+		{[]string{long}, 1},
+		{[]string{"a", ok, long, long}, 3},
+	} {
+		if got := domain.LongKeyEntry(tc.keys); got != tc.want {
+			t.Errorf("LongKeyEntry(%d keys) = %d, want %d", len(tc.keys), got, tc.want)
+		}
+	}
+}
