@@ -3,6 +3,7 @@ package httpapi
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -68,7 +69,13 @@ func (a *admin) login(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		AuthKey string `json:"auth_key"`
 	}
-	if err := decodeJSON(w, r, &body); err != nil || body.AuthKey == "" {
+	err := decodeJSON(w, r, &body)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusRequestEntityTooLarge {
+		loginTooLarge(w, r, maxLoginBody)
+		return
+	}
+	if err != nil || body.AuthKey == "" {
 		writeJSON(w, http.StatusBadRequest, loginBody{Message: tr(r, msgInvalidRequest)})
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"gpt-load/domain"
 )
 
 // TestBadInputChangesNothing sends bad input to every route that changes something: each
@@ -25,7 +27,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 	n.addKeys(g, "sk-key-0001", "sk-key-0002")
 	key := n.keyID(g, "sk-key-0001")
 	tooMany := strings.Repeat("k ", 5001)
-	longKey := strings.Repeat("x", 64<<10+1)
+	longKey := strings.Repeat("x", domain.MaxKeyBytes+1)
+	maxKey := fmt.Sprint(domain.MaxKeyBytes)
 	std := `"channel_type":"openai","test_model":"m","upstreams":[{"url":"https://u.example","weight":1}]`
 
 	for _, c := range []struct {
@@ -76,13 +79,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"POST", "/api/keys/add-multiple", `{"group_id":-1,"keys_text":"a"}`, 400, "INVALID_JSON", "group_id"},
 		{"POST", "/api/keys/add-multiple", keysBody(g, " \n\t "), 400, "VALIDATION_FAILED", "keys_text"},
 		{"POST", "/api/keys/add-multiple", keysBody(g, ",;,"), 400, "VALIDATION_FAILED", "keys_text"},
-		{"POST", "/api/keys/add-multiple", keysBody(g, tooMany), 400, "VALIDATION_FAILED", "keys_text,5000,5001"},
+		{"POST", "/api/keys/add-multiple", keysBody(g, tooMany), 400, "VALIDATION_FAILED", "keys_text,5000,5001,/api/keys/add-async"},
+		{"POST", "/api/keys/add-multiple", keysBody(g, "sk-ok "+longKey), 400, "VALIDATION_FAILED", "keys_text,entry 2," + maxKey},
+		{"POST", "/api/keys/test-multiple", keysBody(g, longKey), 400, "VALIDATION_FAILED", "keys_text," + maxKey},
 		{"POST", "/api/keys/add-multiple", keysBody(999, "a"), 404, "NOT_FOUND", ""},
 		{"POST", "/api/keys/add-multiple", keysBody(agg, "sk-1"), 400, "VALIDATION_FAILED", "aggregate"},
-		{"POST", "/api/keys/delete-multiple", keysBody(g, tooMany), 400, "VALIDATION_FAILED", "keys_text"},
+		{"POST", "/api/keys/delete-multiple", keysBody(g, tooMany), 400, "VALIDATION_FAILED", "keys_text,/api/keys/delete-async"},
 		{"POST", "/api/keys/restore-multiple", keysBody(g, " "), 400, "VALIDATION_FAILED", "keys_text"},
 		{"POST", "/api/keys/test-multiple", keysBody(999, "a"), 404, "NOT_FOUND", ""},
-		{"POST", "/api/keys/add-async", keysBody(g, longKey), 400, "VALIDATION_FAILED", "keys_text,65536"},
+		{"POST", "/api/keys/add-async", keysBody(g, longKey), 400, "VALIDATION_FAILED", "keys_text," + maxKey},
 		{"POST", "/api/keys/add-async", `{"group_id":1,"keys_text":5}`, 400, "INVALID_JSON", "keys_text"},
 		{"POST", "/api/keys/delete-async", keysBody(999, "a"), 404, "NOT_FOUND", ""},
 		{"POST", "/api/keys/restore-all-invalid", `{}`, 400, "INVALID_JSON", "group_id"},

@@ -85,6 +85,8 @@ const (
 	msgNoValidKeys          msgID = "no_valid_keys"
 	msgBatchTooLarge        msgID = "batch_too_large"
 	msgKeyTooLong           msgID = "key_too_long"
+	msgBatchUseAsync        msgID = "batch_use_async"
+	msgTooManyRequests      msgID = "too_many_requests"
 	msgTaskBusy             msgID = "task_busy"
 	msgNoKeysToValidate     msgID = "no_keys_to_validate"
 	msgNotAggregate         msgID = "not_aggregate"
@@ -151,6 +153,8 @@ var messages = map[msgID][numLangs]string{
 	msgNoValidKeys:       {"no valid keys found in the input text", "输入文本中没有找到有效的密钥", "入力テキストに有効なキーが見つかりません"},
 	msgBatchTooLarge:     {"batch size exceeds the limit of %d keys, got %d", "批量大小超过 %d 个密钥的限制，实际为 %d", "一度に処理できるキーは %d 件までです（%d 件が指定されました）"},
 	msgKeyTooLong:        {"entry %d is longer than %d bytes", "第 %d 项超过 %d 字节", "%d 番目の項目が %d バイトを超えています"},
+	msgBatchUseAsync:     {"batch size exceeds the limit of %d keys, got %d: use %s for larger batches", "批量大小超过 %d 个密钥的限制，实际为 %d：更大的批量请使用 %s", "一度に処理できるキーは %d 件までです（%d 件が指定されました）。それより多い場合は %s を使ってください"},
+	msgTooManyRequests:   {"Too many concurrent requests, retry shortly", "并发请求过多，请稍后重试", "同時リクエストが多すぎます。しばらくしてから再試行してください"},
 	msgTaskBusy:          {"a task is already running, please wait", "已有任务正在运行，请稍候", "別のタスクが実行中です。しばらくお待ちください"},
 	msgNoKeysToValidate:  {"no keys to validate in this group", "该分组中没有需要验证的密钥", "このグループに検証するキーがありません"},
 	msgNotAggregate:      {"Group is not an aggregate group", "该分组不是聚合分组", "このグループは集約グループではありません"},

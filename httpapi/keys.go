@@ -330,8 +330,9 @@ type keysBody struct {
 
 // readKeysBody reads and checks a keys body in the order of API.md 3.2: required fields,
 // the group, text that is not blank; with limit > 0, the parsed entries too (at least
-// one, at most limit).
-func (a *admin) readKeysBody(w http.ResponseWriter, r *http.Request, limit int) (keysBody, *domain.Group, []string, error) {
+// one, at most limit, none longer than domain.MaxKeyBytes). asyncRoute, when set, is the
+// task endpoint a batch over the limit is pointed to.
+func (a *admin) readKeysBody(w http.ResponseWriter, r *http.Request, limit int, asyncRoute string) (keysBody, *domain.Group, []string, error) {
 	var b keysBody
 	if err := decodeJSON(w, r, &b); err != nil {
 		return b, nil, nil, err
@@ -357,7 +358,13 @@ func (a *admin) readKeysBody(w http.ResponseWriter, r *http.Request, limit int) 
 		return b, nil, nil, withField(errValidation(msgNoValidKeys), "keys_text")
 	}
 	if len(keys) > limit {
+		if asyncRoute != "" {
+			return b, nil, nil, withField(errValidation(msgBatchUseAsync, limit, len(keys), asyncRoute), "keys_text")
+		}
 		return b, nil, nil, withField(errValidation(msgBatchTooLarge, limit, len(keys)), "keys_text")
+	}
+	if i := domain.LongKeyEntry(keys); i > 0 {
+		return b, nil, nil, withField(errValidation(msgKeyTooLong, i, domain.MaxKeyBytes), "keys_text")
 	}
 	return b, g, keys, nil
 }
@@ -370,7 +377,7 @@ func withField(e *apiError, field string) *apiError {
 }
 
 func (a *admin) addKeys(w http.ResponseWriter, r *http.Request) {
-	b, _, keys, err := a.readKeysBody(w, r, domain.MaxSyncKeys)
+	b, _, keys, err := a.readKeysBody(w, r, domain.MaxSyncKeys, "/api/keys/add-async")
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -387,7 +394,7 @@ func (a *admin) addKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) deleteKeys(w http.ResponseWriter, r *http.Request) {
-	b, _, keys, err := a.readKeysBody(w, r, domain.MaxSyncKeys)
+	b, _, keys, err := a.readKeysBody(w, r, domain.MaxSyncKeys, "/api/keys/delete-async")
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -404,7 +411,7 @@ func (a *admin) deleteKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) restoreKeys(w http.ResponseWriter, r *http.Request) {
-	b, _, keys, err := a.readKeysBody(w, r, domain.MaxSyncKeys)
+	b, _, keys, err := a.readKeysBody(w, r, domain.MaxSyncKeys, "")
 	if err != nil {
 		fail(w, r, err)
 		return

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,7 +48,19 @@ type nodeOpts struct {
 	seedSettings func(*domain.Settings)
 	notReady     bool         // the API sees projections that have not caught up
 	proxy        http.Handler // Deps.Proxy
+	// gate, when set, is whether the API sees the projections caught up (once they are).
+	gate *atomic.Bool
+	// deps changes the router's dependencies before it is built.
+	deps func(*httpapi.Deps)
 }
+
+// gated is a readiness that also needs its gate open.
+type gated struct {
+	*projections.Runner
+	open *atomic.Bool
+}
+
+func (g gated) CaughtUp() bool { return g.open.Load() && g.Runner.CaughtUp() }
 
 // stuck is a readiness that never catches up.
 type stuck struct{}
@@ -113,14 +126,20 @@ func startNode(t testing.TB, o nodeOpts) *testNode {
 	deps := httpapi.Deps{
 		Log: zerolog.Nop(), Ready: run, Node: "test-node", Started: time.Now(),
 		Commands: n.cmd, State: run, Audit: events.NewAudit(st), Cipher: apiCipher,
-		AuthKey: auth, EncryptionKeySet: apiSet, Tasks: n.tasks, TempDir: t.TempDir(), Proxy: o.proxy,
+		AuthKey: auth, EncryptionKeySet: apiSet, Tasks: n.tasks, Proxy: o.proxy,
 	}
 	if o.notReady {
 		deps.Ready = stuck{}
 	}
+	if o.gate != nil {
+		deps.Ready = gated{run, o.gate}
+	}
 	if !o.noValidator {
 		n.validator = &fakeValidator{node: n}
 		deps.Validator = n.validator
+	}
+	if o.deps != nil {
+		o.deps(&deps)
 	}
 	n.h = httpapi.New(deps)
 	return n

@@ -134,12 +134,15 @@ func apiOps() []apiOp {
 	}
 	return []apiOp{
 		{method: "GET", path: "/health", tag: "system", summary: "Liveness and readiness", public: true,
-			description: "200 once the node serves from a state caught up with the event log, 503 while it replays. Not the envelope.",
-			success: object("status", enum("healthy", "starting"), "timestamp", dateTime(), "uptime", str("Go duration"), "node", str(""),
-				"projections", object("caught_up", boolean(), "applied_seq", integer(""))), errors: []int{503}},
+			description: "200 while the node serves from a state caught up with the event log (status degraded while JetStream has been out of reach for less than a few seconds); " +
+				"503 with Retry-After while it replays, once JetStream has been out of reach for longer, or while its projections fall further behind the log. Not the envelope.",
+			success: object("status", enum("healthy", "degraded", "starting", "unhealthy"), "?reason", str("why it is unhealthy"), "timestamp", dateTime(), "uptime", str("Go duration"), "node", str(""),
+				"projections", object("caught_up", boolean(), "applied_seq", integer(""), "?stream_seq", integer("the log's last sequence"), "?lag", integer("events not yet applied")),
+				"?nats", object("?connection", str("CONNECTED, RECONNECTING, ..."), "jetstream", enum("ok", "unreachable"), "?error", str(""), "?unreachable_for", str("Go duration")),
+			), errors: []int{503}},
 		{method: "POST", path: "/api/auth/login", tag: "auth", summary: "Check an admin key", public: true,
 			description: "No session is made: the dashboard keeps the key and sends it with each call. Not the envelope.",
-			body:        object("auth_key", str("")), success: ref("LoginResult"), errors: []int{400, 401}},
+			body:        object("auth_key", str("")), success: ref("LoginResult"), errors: []int{400, 401, 413, 429}},
 		{method: "GET", path: "/api/integration/info", tag: "integration", summary: "Groups a proxy key may use", public: true,
 			params: []schema{queryParam("key", "proxy key", str(""), true)}, data: arrayOf(ref("IntegrationGroup")), errors: []int{400}},
 		{method: "GET", path: "/proxy/{group}/api/integration/info", tag: "integration", summary: "One group, if a proxy key may use it", public: true, anyMethod: true,
@@ -194,7 +197,7 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/keys/add-multiple", tag: "keys", summary: "Add up to 5000 keys", body: keysBodySchema,
 			data: countResult("added_count", "ignored_count", "total_in_group"), errors: []int{400, 404}},
 		{method: "POST", path: "/api/keys/add-async", tag: "tasks", summary: "Import keys of any number as a task",
-			description: "A JSON body, or a multipart upload of a .txt file with a group_id field. The text is read as a stream; entries are at most 65536 bytes.",
+			description: "A JSON body (at most 256 MiB), or a multipart upload of a .txt file with a group_id field (at most 1 GiB), parsed as it arrives and never written to disk; the answer comes once the upload is read. Entries are at most 400 bytes.",
 			body:        keysBodySchema, multipart: object("group_id", integer(""), "file", schema{"type": "string", "contentMediaType": "text/plain"}),
 			data: ref("TaskStatus"), errors: []int{400, 404, 409}},
 		{method: "POST", path: "/api/keys/delete-multiple", tag: "keys", summary: "Delete up to 5000 keys", body: keysBodySchema,
@@ -302,7 +305,9 @@ var statusText = map[int]string{
 	401: "UNAUTHORIZED: missing or wrong admin key",
 	404: "NOT_FOUND",
 	409: "DUPLICATE_RESOURCE, CONFLICT or TASK_IN_PROGRESS",
-	503: "SERVICE_UNAVAILABLE: the node is starting, or cannot validate keys",
+	413: "The request body is larger than the route accepts (login 4 KiB, JSON 5 MiB, async key text 256 MiB, uploads 1 GiB)",
+	429: "TOO_MANY_REQUESTS: too many admin requests in flight; retry after Retry-After",
+	503: "SERVICE_UNAVAILABLE: the node is starting (with Retry-After), or cannot validate keys",
 }
 
 // OpenAPI is the OpenAPI 3.1 document of the admin API.
@@ -353,7 +358,7 @@ func OpenAPI() map[string]any {
 		}
 		errs := op.errors
 		if !op.public {
-			errs = append(errs, 401)
+			errs = append(errs, 401, 413, 429)
 		}
 		for _, code := range errs {
 			responses[strconv.Itoa(code)] = schema{"description": statusText[code], "content": schema{"application/json": schema{"schema": ref("Error")}}}

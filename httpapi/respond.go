@@ -32,11 +32,10 @@ const (
 	codeUnauthorized   = "UNAUTHORIZED"
 	codeInternal       = "INTERNAL_SERVER_ERROR"
 	codeUnavailable    = "SERVICE_UNAVAILABLE"
+	codeTooMany        = "TOO_MANY_REQUESTS"
 )
 
 const (
-	maxJSONBody     = 256 << 20 // JSON bodies: key text for async imports can be large
-	maxUploadBody   = 1 << 30   // multipart key files
 	defaultPageSize = 15
 	maxPageSize     = 1000
 	// commandTimeout bounds a command a request started: it is not cut short when the
@@ -127,6 +126,9 @@ func fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= http.StatusInternalServerError && status != http.StatusServiceUnavailable {
 		hlog.FromRequest(r).Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("admin request failed")
 	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
 	writeJSON(w, status, body)
 }
 
@@ -165,11 +167,12 @@ func commandContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(r.Context()), commandTimeout)
 }
 
-// decodeJSON reads a JSON request body into v. Unknown fields are ignored, as gpt-load
-// does; a body that is not JSON, a value of the wrong type or trailing data is a 400
-// INVALID_JSON naming the field where it can.
+// decodeJSON reads a JSON request body into v; the route's limitBody bounds it. Unknown
+// fields are ignored, as gpt-load does; a body that is not JSON, a value of the wrong type
+// or trailing data is a 400 INVALID_JSON naming the field where it can, a body over the
+// route's limit a 413.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -74,11 +75,20 @@ type Deps struct {
 	// TaskContext bounds background tasks (imports, deletes, validations): they stop when
 	// it ends. nil lets them run to completion.
 	TaskContext context.Context
-	// TempDir holds uploaded key files while they are imported; "" is the system's.
-	TempDir string
 	// Proxy, when set, serves /proxy/{group}/* (everything but the per-group integration
-	// info, which this router answers first).
+	// info, which this router answers first), with 503 until the projections catch up.
 	Proxy http.Handler
+	// CORS is the cross-origin setting of every route.
+	CORS CORS
+	// MaxRequests bounds the admin API's requests in flight (MAX_CONCURRENT_REQUESTS;
+	// default 100), and separately its public routes' (login, integration info); the
+	// proxy has its own bound.
+	MaxRequests int
+	// Log position and NATS connection, for /health (see health.go); nil leaves them out
+	// of the report.
+	Stream LogPosition
+	Conn   Connection
+	Health HealthConfig
 }
 
 // New builds the router: /health, the admin API under /api (when d.Commands is set), the
@@ -92,16 +102,20 @@ func New(d Deps) http.Handler {
 		d.Now = time.Now
 	}
 	r := chi.NewRouter()
-	r.Use(hlog.NewHandler(d.Log), recoverer, securityHeaders)
+	r.Use(hlog.NewHandler(d.Log), recoverer)
+	if c := d.CORS.handler(); c != nil {
+		r.Use(c)
+	}
+	r.Use(securityHeaders)
 	r.NotFound(notFound)
 	r.MethodNotAllowed(notFound)
-	r.Get("/health", health(d))
+	r.Get("/health", newHealth(d).ServeHTTP)
 	if d.Commands != nil {
 		a := newAdmin(d)
 		r.Route("/api", a.routes)
-		r.With(a.whenReady).HandleFunc("/proxy/{group}/api/integration/info", a.groupIntegrationInfo)
+		r.With(a.whenReady, a.public.limit, limitBody(maxLoginBody)).HandleFunc("/proxy/{group}/api/integration/info", a.groupIntegrationInfo)
 		if d.Proxy != nil {
-			r.Handle("/proxy/{group}/*", d.Proxy)
+			r.With(a.proxyWhenReady).Handle("/proxy/{group}/*", d.Proxy)
 		}
 	}
 	return r
@@ -110,30 +124,6 @@ func New(d Deps) http.Handler {
 // notFound answers unknown routes and wrong methods alike (API.md 0.1).
 func notFound(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusNotFound, map[string]string{"error": "Not Found"})
-}
-
-// health answers 200 once the node serves from a caught-up state, 503 before: a load
-// balancer keeps traffic away from a node that is still replaying its log.
-func health(d Deps) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		now := d.Now()
-		body := map[string]any{
-			"status":    "healthy",
-			"timestamp": now.UTC().Format(time.RFC3339),
-			"uptime":    now.Sub(d.Started).Round(time.Millisecond).String(),
-			"node":      d.Node,
-			"projections": map[string]any{
-				"caught_up":   d.Ready.CaughtUp(),
-				"applied_seq": d.Ready.Applied(),
-			},
-		}
-		status := http.StatusOK
-		if !d.Ready.CaughtUp() {
-			body["status"] = "starting"
-			status = http.StatusServiceUnavailable
-		}
-		writeJSON(w, status, body)
-	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -181,6 +171,8 @@ type admin struct {
 	tasks  *tasks.Runner
 	auth   authKey
 	now    func() time.Time
+	// inflight bounds of the routes behind the admin key and of the public ones.
+	admin, public inflight
 }
 
 func newAdmin(d Deps) *admin {
@@ -196,59 +188,68 @@ func newAdmin(d Deps) *admin {
 		tasks: tasks.NewRunner(store, d.Log.With().Str("component", "tasks").Logger(), d.Now),
 		auth:  newAuthKey(d.AuthKey),
 		now:   d.Now,
+		admin: newInflight(d.MaxRequests), public: newInflight(d.MaxRequests),
 	}
 }
 
 // routes registers the admin API (API.md 0.1): public login and integration info, and
 // everything else behind the admin key. The OpenAPI document (openapi.go) lists the same
 // routes; a test keeps the two in step.
+//
+// No body is read before the caller is known: the admin key is checked first (it travels
+// in the URL or a header), then the request takes a slot of the in-flight bound, then its
+// body is read up to the route's limit (limitBody). Login, the one public route with a
+// body, reads at most maxLoginBody.
 func (a *admin) routes(r chi.Router) {
-	r.Post("/auth/login", a.login)
+	r.With(a.public.limit, limitBodyWith(maxLoginBody, loginTooLarge)).Post("/auth/login", a.login)
 	r.Group(func(r chi.Router) {
 		r.Use(a.whenReady)
-		r.Get("/integration/info", a.integrationInfo)
+		r.With(a.public.limit, limitBody(maxLoginBody)).Get("/integration/info", a.integrationInfo)
 		r.Group(func(r chi.Router) {
-			r.Use(a.requireAdmin)
-			r.Get("/openapi.json", a.openAPI)
-			r.Get("/channel-types", a.channelTypes)
+			r.Use(a.requireAdmin, a.admin.limit)
+			r.With(limitAddAsync).Post("/keys/add-async", a.addKeysAsync)
+			r.With(limitBody(maxAsyncJSONBody)).Post("/keys/delete-async", a.deleteKeysAsync)
+			r.Group(func(r chi.Router) {
+				r.Use(limitBody(maxJSONBody))
+				r.Get("/openapi.json", a.openAPI)
+				r.Get("/channel-types", a.channelTypes)
 
-			r.Get("/groups", a.listGroups)
-			r.Post("/groups", a.createGroup)
-			r.Get("/groups/list", a.listGroupNames)
-			r.Get("/groups/config-options", a.configOptions)
-			r.Put("/groups/reorder", a.reorderGroups)
-			r.Put("/groups/{id}", a.updateGroup)
-			r.Delete("/groups/{id}", a.deleteGroup)
-			r.Get("/groups/{id}/stats", a.groupStats)
-			r.Post("/groups/{id}/copy", a.copyGroup)
-			r.Get("/groups/{id}/sub-groups", a.listSubGroups)
-			r.Post("/groups/{id}/sub-groups", a.addSubGroups)
-			r.Put("/groups/{id}/sub-groups/{subGroupId}/weight", a.setSubGroupWeight)
-			r.Delete("/groups/{id}/sub-groups/{subGroupId}", a.removeSubGroup)
-			r.Get("/groups/{id}/parent-aggregate-groups", a.parentAggregates)
+				r.Get("/groups", a.listGroups)
+				r.Post("/groups", a.createGroup)
+				r.Get("/groups/list", a.listGroupNames)
+				r.Get("/groups/config-options", a.configOptions)
+				r.Put("/groups/reorder", a.reorderGroups)
+				r.Put("/groups/{id}", a.updateGroup)
+				r.Delete("/groups/{id}", a.deleteGroup)
+				r.Get("/groups/{id}/stats", a.groupStats)
+				r.Post("/groups/{id}/copy", a.copyGroup)
+				r.Get("/groups/{id}/sub-groups", a.listSubGroups)
+				r.Post("/groups/{id}/sub-groups", a.addSubGroups)
+				r.Put("/groups/{id}/sub-groups/{subGroupId}/weight", a.setSubGroupWeight)
+				r.Delete("/groups/{id}/sub-groups/{subGroupId}", a.removeSubGroup)
+				r.Get("/groups/{id}/parent-aggregate-groups", a.parentAggregates)
 
-			r.Get("/keys", a.listKeys)
-			r.Get("/keys/export", a.exportKeys)
-			r.Post("/keys/add-multiple", a.addKeys)
-			r.Post("/keys/add-async", a.addKeysAsync)
-			r.Post("/keys/delete-multiple", a.deleteKeys)
-			r.Post("/keys/delete-async", a.deleteKeysAsync)
-			r.Post("/keys/restore-multiple", a.restoreKeys)
-			r.Post("/keys/restore-all-invalid", a.restoreAllInvalid)
-			r.Post("/keys/clear-all-invalid", a.clearAllInvalid)
-			r.Post("/keys/clear-all", a.clearAll)
-			r.Post("/keys/validate-group", a.validateGroup)
-			r.Post("/keys/test-multiple", a.testKeys)
-			r.Post("/keys/disable-multiple", a.disableKeys)
-			r.Post("/keys/enable-multiple", a.enableKeys)
-			r.Put("/keys/{id}/notes", a.setKeyNotes)
+				r.Get("/keys", a.listKeys)
+				r.Get("/keys/export", a.exportKeys)
+				r.Post("/keys/add-multiple", a.addKeys)
+				r.Post("/keys/delete-multiple", a.deleteKeys)
+				r.Post("/keys/restore-multiple", a.restoreKeys)
+				r.Post("/keys/restore-all-invalid", a.restoreAllInvalid)
+				r.Post("/keys/clear-all-invalid", a.clearAllInvalid)
+				r.Post("/keys/clear-all", a.clearAll)
+				r.Post("/keys/validate-group", a.validateGroup)
+				r.Post("/keys/test-multiple", a.testKeys)
+				r.Post("/keys/disable-multiple", a.disableKeys)
+				r.Post("/keys/enable-multiple", a.enableKeys)
+				r.Put("/keys/{id}/notes", a.setKeyNotes)
 
-			r.Get("/tasks/status", a.taskStatus)
-			r.Get("/settings", a.getSettings)
-			r.Put("/settings", a.putSettings)
-			r.Get("/dashboard/stats", a.dashboardStats)
-			r.Get("/dashboard/encryption-status", a.encryptionStatus)
-			r.Get("/audit", a.auditTrail)
+				r.Get("/tasks/status", a.taskStatus)
+				r.Get("/settings", a.getSettings)
+				r.Put("/settings", a.putSettings)
+				r.Get("/dashboard/stats", a.dashboardStats)
+				r.Get("/dashboard/encryption-status", a.encryptionStatus)
+				r.Get("/audit", a.auditTrail)
+			})
 		})
 	})
 }
@@ -258,6 +259,7 @@ func (a *admin) routes(r chi.Router) {
 func (a *admin) whenReady(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.d.Ready.CaughtUp() {
+			w.Header().Set("Retry-After", strconv.Itoa(int(retryAfterStarting/time.Second)))
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Code: codeUnavailable, Message: tr(r, msgStarting)})
 			return
 		}
