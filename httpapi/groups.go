@@ -376,7 +376,7 @@ func (a *admin) copyGroup(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		return nil
-	}, nil)
+	})
 	if errors.Is(err, tasks.ErrBusy) {
 		// gpt-load skips the keys silently in this case; the copy stands, and the answer
 		// says what happened.

@@ -1,17 +1,19 @@
 package httpapi
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gpt-load/domain"
 	"gpt-load/events"
@@ -39,7 +41,7 @@ func keyTextError(err error, field string) error {
 // multipart upload of a .txt file with a group_id field. The text is read as a stream,
 // the keys go to the group in batches, and /api/tasks/status shows the progress.
 func (a *admin) addKeysAsync(w http.ResponseWriter, r *http.Request) {
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get(headerContentType)); mt == contentTypeForm {
+	if isMultipart(r) {
 		a.uploadKeys(w, r)
 		return
 	}
@@ -48,7 +50,7 @@ func (a *admin) addKeysAsync(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	st, err := a.startImport(r, g.ID, g.Name, kt.entries, kt.each, nil)
+	st, err := a.startImport(r, g.ID, g.Name, kt.entries, kt.each)
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -56,10 +58,19 @@ func (a *admin) addKeysAsync(w http.ResponseWriter, r *http.Request) {
 	ok(w, r, st)
 }
 
-// uploadKeys takes a multipart upload: the file goes to a temporary file as it arrives
-// (whatever the order of the parts), then the import task reads it from there.
+func isMultipart(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get(headerContentType))
+	return mt == contentTypeForm
+}
+
+// uploadKeys takes a multipart upload of a key file. Nothing of it is written to disk:
+// the file is parsed while it arrives, whatever the order of the parts, and the import
+// task starts from the parsed entries once the upload is read, so the answer (the task's
+// first status) follows the last byte of the upload. Plain text is parsed as a stream into
+// a compact in-memory list (each entry's bytes plus 4); a file that starts with '[' may be
+// a JSON array (API.md 3.2), which is only known at its end, so it is kept whole and
+// parsed then.
 func (a *admin) uploadKeys(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBody)
 	mr, err := r.MultipartReader()
 	if err != nil {
 		fail(w, r, &apiError{status: http.StatusBadRequest, code: codeBadRequest, text: "malformed multipart body: " + err.Error()})
@@ -68,20 +79,8 @@ func (a *admin) uploadKeys(w http.ResponseWriter, r *http.Request) {
 	var (
 		gidText string
 		hasGID  bool
-		file    *os.File
+		keys    *uploadedKeys
 	)
-	cleanup := func() {
-		if file != nil {
-			file.Close()
-			os.Remove(file.Name())
-		}
-	}
-	handedOver := false
-	defer func() {
-		if !handedOver {
-			cleanup()
-		}
-	}()
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -100,7 +99,7 @@ func (a *admin) uploadKeys(w http.ResponseWriter, r *http.Request) {
 			}
 			gidText, hasGID = strings.TrimSpace(string(v)), true
 		case "file":
-			if file != nil {
+			if keys != nil {
 				fail(w, r, errField(codeBadRequest, "file", "send one file"))
 				return
 			}
@@ -108,11 +107,12 @@ func (a *admin) uploadKeys(w http.ResponseWriter, r *http.Request) {
 				fail(w, r, withField(errValidation(msgOnlyTxt), "file"))
 				return
 			}
-			if file, err = os.CreateTemp(a.d.TempDir, "gpt-load-keys-*.txt"); err != nil {
-				fail(w, r, fmt.Errorf("spool upload: %w", err))
-				return
-			}
-			if _, err := io.Copy(file, part); err != nil {
+			if keys, err = readUploadedKeys(part); err != nil {
+				var long errKeyTooLong
+				if errors.As(err, &long) {
+					fail(w, r, keyTextError(err, "file"))
+					return
+				}
 				fail(w, r, uploadError(err))
 				return
 			}
@@ -128,7 +128,7 @@ func (a *admin) uploadKeys(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, errBadRequest(msgGroupIDInvalid))
 		return
 	}
-	if file == nil {
+	if keys == nil {
 		fail(w, r, errBadRequest(msgFileRequired))
 		return
 	}
@@ -137,22 +137,81 @@ func (a *admin) uploadKeys(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, errNotFound(msgGroupNotFound))
 		return
 	}
-	kt, err := scanKeyText(file)
-	if err != nil {
-		fail(w, r, keyTextError(err, "file"))
-		return
-	}
-	if kt.entries == 0 {
+	if keys.entries == 0 {
 		fail(w, r, withField(errValidation(msgNoValidKeys), "file"))
 		return
 	}
-	st, err := a.startImport(r, g.ID, g.Name, kt.entries, kt.each, cleanup)
+	st, err := a.startImport(r, g.ID, g.Name, keys.entries, keys.each)
 	if err != nil {
 		fail(w, r, err)
 		return
 	}
-	handedOver = true
 	ok(w, r, st)
+}
+
+// uploadedKeys are the entries of an uploaded key file, held in memory until imported.
+type uploadedKeys struct {
+	entries int
+	each    keyIterator
+}
+
+// readUploadedKeys parses a key file as it is read (see uploadKeys).
+func readUploadedKeys(src io.Reader) (*uploadedKeys, error) {
+	br := bufio.NewReaderSize(src, 64<<10)
+	for { // leading white space: trimmed or a separator either way
+		c, _, err := br.ReadRune()
+		if errors.Is(err, io.EOF) {
+			return &uploadedKeys{each: func(func(string) error) error { return nil }}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !unicode.IsSpace(c) {
+			br.UnreadRune()
+			if c == '[' {
+				break
+			}
+			var list keyList
+			if err := splitEntries(br, list.add); err != nil {
+				return nil, err
+			}
+			return &uploadedKeys{entries: list.len(), each: list.each}, nil
+		}
+	}
+	raw, err := io.ReadAll(br)
+	if err != nil {
+		return nil, err
+	}
+	kt, err := scanKeyText(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	return &uploadedKeys{entries: kt.entries, each: kt.each}, nil
+}
+
+// keyList holds key entries compactly: their bytes end to end and where each one ends.
+type keyList struct {
+	data []byte
+	ends []uint32 // an upload is at most maxUploadBody bytes
+}
+
+func (l *keyList) add(k []byte) error {
+	l.data = append(l.data, k...)
+	l.ends = append(l.ends, uint32(len(l.data)))
+	return nil
+}
+
+func (l *keyList) len() int { return len(l.ends) }
+
+func (l *keyList) each(emit func(string) error) error {
+	start := uint32(0)
+	for _, end := range l.ends {
+		if err := emit(string(l.data[start:end])); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
 }
 
 func uploadError(err error) error {
@@ -194,13 +253,8 @@ func (b *batcher) flush() error {
 }
 
 // startImport starts the import task: keys from iterate go to the group in batches.
-// cleanup, when set, runs once the task no longer needs its input (also when it cannot
-// start).
-func (a *admin) startImport(r *http.Request, gid uint64, name string, total int, iterate keyIterator, cleanup func()) (tasks.Status, error) {
-	st, err := a.tasks.Start(a.taskContext(r), tasks.KeyImport, name, total, func(ctx context.Context, p *tasks.Progress) (any, error) {
-		if cleanup != nil {
-			defer cleanup()
-		}
+func (a *admin) startImport(r *http.Request, gid uint64, name string, total int, iterate keyIterator) (tasks.Status, error) {
+	return a.tasks.Start(a.taskContext(r), tasks.KeyImport, name, total, func(ctx context.Context, p *tasks.Progress) (any, error) {
 		added := 0
 		b := &batcher{run: func(batch []string, done int) error {
 			rep, err := a.cmd.AddKeys(ctx, events.ActorAdmin, gid, batch, func(n int) { p.Set(done + n) })
@@ -216,10 +270,6 @@ func (a *admin) startImport(r *http.Request, gid uint64, name string, total int,
 		p.Set(b.done)
 		return domain.AddReport{Added: added, Ignored: b.done - added}, nil
 	})
-	if err != nil && cleanup != nil {
-		cleanup()
-	}
-	return st, err
 }
 
 // deleteResult is the result of a delete task.
@@ -231,7 +281,7 @@ type deleteResult struct {
 // readAsyncKeys reads the JSON body of an async key task: the group, and its key text
 // scanned once for counting (the task scans it again as it runs); no key is an error.
 func (a *admin) readAsyncKeys(w http.ResponseWriter, r *http.Request) (*domain.Group, *keyText, error) {
-	b, g, _, err := a.readKeysBody(w, r, 0)
+	b, g, _, err := a.readKeysBody(w, r, 0, "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -375,7 +425,7 @@ type testResult struct {
 // other, in input order; keys not in the group are reported, not tested. Testing changes
 // key state like any validation.
 func (a *admin) testKeys(w http.ResponseWriter, r *http.Request) {
-	b, _, keys, err := a.readKeysBody(w, r, domain.MaxSyncKeys)
+	b, _, keys, err := a.readKeysBody(w, r, domain.MaxSyncKeys, "")
 	if err != nil {
 		fail(w, r, err)
 		return

@@ -2,17 +2,19 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"unicode"
+
+	"gpt-load/domain"
 )
 
-// maxKeyLen bounds one entry of key text read as a stream (async imports and deletes):
-// the reader holds at most one entry at a time.
-const maxKeyLen = 64 << 10
+// maxKeyLen bounds one entry of key text, on every key endpoint (domain.MaxKeyBytes).
+const maxKeyLen = domain.MaxKeyBytes
 
 // errKeyTooLong reports an entry longer than maxKeyLen; entry is its 1-based position.
 type errKeyTooLong struct{ entry int }
@@ -161,31 +163,43 @@ func (t *keyText) eachSplit(emit func(string) error) (int, error) {
 	if err := t.rewind(); err != nil {
 		return 0, err
 	}
-	sc := bufio.NewScanner(t.src)
-	sc.Buffer(make([]byte, 0, 64<<10), maxKeyLen+1)
+	n := 0
+	err := splitEntries(t.src, func(k []byte) error {
+		n++
+		if emit != nil {
+			return emit(string(k))
+		}
+		return nil
+	})
+	return n, err
+}
+
+// splitEntries reads plain key text (see eachSplit) as a stream, calling emit with each
+// non-empty trimmed entry; the bytes are valid only during the call. An entry longer than
+// maxKeyLen stops it with errKeyTooLong.
+func splitEntries(src io.Reader, emit func([]byte) error) error {
+	sc := bufio.NewScanner(src)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<10)
 	sc.Split(splitKeys)
-	n, fields := 0, 0
+	fields := 0
 	for sc.Scan() {
 		fields++
 		tok := sc.Bytes()
 		if len(tok) > maxKeyLen {
-			return n, errKeyTooLong{entry: fields}
+			return errKeyTooLong{entry: fields}
 		}
-		s := strings.TrimSpace(string(tok))
-		if s == "" {
+		k := bytes.TrimSpace(tok)
+		if len(k) == 0 {
 			continue
 		}
-		n++
-		if emit != nil {
-			if err := emit(s); err != nil {
-				return n, err
-			}
+		if err := emit(k); err != nil {
+			return err
 		}
 	}
 	if errors.Is(sc.Err(), bufio.ErrTooLong) {
-		return n, errKeyTooLong{entry: fields + 1}
+		return errKeyTooLong{entry: fields + 1}
 	}
-	return n, sc.Err()
+	return sc.Err()
 }
 
 func isKeySeparator(b byte) bool {
