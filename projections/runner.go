@@ -36,6 +36,12 @@ type Config struct {
 	// PublishEvery bounds how many events are applied before readers see them while the
 	// log is being replayed; once caught up every event is published at once.
 	PublishEvery int
+	// BurstSize is how many keys (or events) applied after the catch-up make a burst
+	// whose garbage is handed back to the OS once it has been quiet for SettleAfter, and
+	// again after SettleAgain (see settle.go).
+	BurstSize   int
+	SettleAfter time.Duration
+	SettleAgain time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -47,6 +53,16 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishEvery == 0 {
 		c.PublishEvery = 512
+	}
+	if c.BurstSize == 0 {
+		c.BurstSize = 20_000
+	}
+	if c.SettleAfter == 0 {
+		c.SettleAfter = time.Second
+	}
+	if c.SettleAgain == 0 {
+		// The embedded server's file store drops its write cache after 10 s idle.
+		c.SettleAgain = 15 * time.Second
 	}
 }
 
@@ -80,6 +96,8 @@ type Runner struct {
 	lastSnap   uint64
 	lastSnapAt time.Time
 	streamAt   time.Time
+
+	settle settler
 }
 
 // New builds a runner; call Run to start it.
@@ -142,6 +160,7 @@ func (r *Runner) WaitFor(ctx context.Context, seq uint64) error {
 // skipped a fact.
 func (r *Runner) Run(ctx context.Context) (err error) {
 	defer func() {
+		r.stopSettling()
 		r.err = err
 		close(r.done)
 	}()
@@ -160,8 +179,11 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	}
 	replayed := 0
 	err = r.log.Follow(ctx, from, func(ev events.Event, pending uint64) error {
-		r.apply(ev)
+		w := r.apply(ev)
 		replayed++
+		if r.caughtUp.Load() {
+			r.noteBurst(w)
+		}
 		if pending == 0 || r.unshown >= r.cfg.PublishEvery {
 			r.publish()
 		}
@@ -208,10 +230,13 @@ func (r *Runner) markCaughtUp(start time.Time, replayed int) {
 		Dur("took_ms", time.Since(start)).Msg("projections caught up with the event log")
 }
 
-func (r *Runner) apply(ev events.Event) {
+// apply folds one event into the state and returns its weight: the keys it added, at
+// least 1.
+func (r *Runner) apply(ev events.Event) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch := r.state.Apply(ev.Fact, ev.Meta)
+	weight := max(1, int(ch.AddedTo-ch.AddedFrom))
 	r.unshown++
 	if ch.Settings || ch.Groups {
 		r.dirtyView = true
@@ -219,6 +244,7 @@ func (r *Runner) apply(ev events.Event) {
 	if ch.Keys != 0 {
 		r.updatePool(ev.Fact, ch)
 	}
+	return weight
 }
 
 // updatePool carries a key change into the group's pool: in place where it can, by a
