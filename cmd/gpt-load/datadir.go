@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"gpt-load/events"
 )
 
 // lockFileName and adminKeyFileName live directly under DATA_DIR.
@@ -69,19 +71,27 @@ func (l *dataDirLock) release() {
 
 var errLocked = errors.New("locked")
 
+// sealedPrefix marks an admin key file sealed with ENCRYPTION_KEY.
+const sealedPrefix = "sealed:"
+
+// keySealer seals and opens the admin key file; *events.Cipher is one.
+type keySealer interface {
+	Enabled() bool
+	Encrypt(string) (string, error)
+	Decrypt(string) (string, error)
+}
+
 // adminKey returns the admin key kept in DATA_DIR when AUTH_KEY is not set: read from
 // the file when it exists, else generated at random and written there (mode 0600), so
-// that it survives restarts. created tells that it was made now.
-func adminKey(dir string) (key string, created bool, err error) {
+// that it survives restarts. With ENCRYPTION_KEY set the file holds the key sealed, like
+// every other secret at rest (an older clear file is sealed on the way). created tells
+// that the key was made now.
+func adminKey(dir string, c keySealer) (key string, created bool, err error) {
 	path := filepath.Join(dir, adminKeyFileName)
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		key = strings.TrimSpace(string(b))
-		if key == "" {
-			return "", false, fmt.Errorf("%s is empty: delete it to have a new admin key generated, or set AUTH_KEY", path)
-		}
-		return key, false, nil
+		return openAdminKey(path, strings.TrimSpace(string(b)), c)
 	case !errors.Is(err, fs.ErrNotExist):
 		return "", false, fmt.Errorf("admin key file: %w", err)
 	}
@@ -90,34 +100,109 @@ func adminKey(dir string) (key string, created bool, err error) {
 		return "", false, fmt.Errorf("generate an admin key: %w", err)
 	}
 	key = "sk-admin-" + base64.RawURLEncoding.EncodeToString(raw[:])
-	// Written under a temporary name and renamed, so a crash never leaves half a key.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(key+"\n"), 0o600); err != nil {
-		return "", false, fmt.Errorf("admin key file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return "", false, fmt.Errorf("admin key file: %w", err)
+	if err := writeAdminKey(path, key, c); err != nil {
+		return "", false, err
 	}
 	return key, true, nil
 }
 
+func openAdminKey(path, stored string, c keySealer) (string, bool, error) {
+	sealed, isSealed := strings.CutPrefix(stored, sealedPrefix)
+	switch {
+	case stored == "":
+		return "", false, fmt.Errorf("%s is empty: delete it to have a new admin key generated, or set AUTH_KEY", path)
+	case isSealed && !c.Enabled():
+		return "", false, fmt.Errorf("%s is sealed with an ENCRYPTION_KEY, and none is set", path)
+	case isSealed:
+		key, err := c.Decrypt(sealed)
+		if err != nil {
+			return "", false, fmt.Errorf("%s: %w", path, err)
+		}
+		return key, false, nil
+	case c.Enabled():
+		// Written before ENCRYPTION_KEY was set: seal it now.
+		if err := writeAdminKey(path, stored, c); err != nil {
+			return "", false, err
+		}
+	}
+	return stored, false, nil
+}
+
+// writeAdminKey writes the file under a temporary name and renames it, so that a crash
+// never leaves half a key.
+func writeAdminKey(path, key string, c keySealer) error {
+	content := key
+	if c.Enabled() {
+		sealed, err := c.Encrypt(key)
+		if err != nil {
+			return fmt.Errorf("seal the admin key: %w", err)
+		}
+		content = sealedPrefix + sealed
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content+"\n"), 0o600); err != nil {
+		return fmt.Errorf("admin key file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("admin key file: %w", err)
+	}
+	return nil
+}
+
 // announceAdminKey prints a newly generated admin key once, where the person who started
 // the node sees it, and not into the log file.
-func announceAdminKey(w io.Writer, key, path string) {
+func announceAdminKey(w io.Writer, key, path string, sealed bool) {
+	where := "It is kept in " + path + " (readable by this user only)"
+	if sealed {
+		where = "It is kept sealed with ENCRYPTION_KEY in " + path
+	}
 	fmt.Fprintf(w, `
 ================================================================================
   No AUTH_KEY was set, so an admin key was generated for this data directory:
 
       %s
 
-  It is kept in %s (readable by this user only) and used on
-  every restart. Use it to log in and to call the admin API, for example:
+  %s and used on every restart;
+  'gpt-load admin-key' shows it again. Use it to log in and to call the admin
+  API, for example:
 
       export AUTH_KEY=%s
 
   To choose your own key instead, set AUTH_KEY in the environment or in .env.
 ================================================================================
 
-`, key, path, key)
+`, key, where, key)
+}
+
+// printAdminKey is the admin-key command: it prints the admin key in force for this
+// configuration, AUTH_KEY or the key kept in DATA_DIR.
+func printAdminKey(cfg Config, w io.Writer) error {
+	if !cfg.AuthKeyFromDataDir {
+		_, err := fmt.Fprintln(w, cfg.AuthKey)
+		return err
+	}
+	c, err := events.NewCipher(cfg.EncryptionKey)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(cfg.DataDir, adminKeyFileName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no admin key in %s yet: start the node once, and it generates one", cfg.DataDir)
+	}
+	if err != nil {
+		return fmt.Errorf("admin key file: %w", err)
+	}
+	stored := strings.TrimSpace(string(b))
+	if sealed, ok := strings.CutPrefix(stored, sealedPrefix); ok {
+		if !c.Enabled() {
+			return fmt.Errorf("%s is sealed with an ENCRYPTION_KEY, and none is set", path)
+		}
+		if stored, err = c.Decrypt(sealed); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	_, err = fmt.Fprintln(w, stored)
+	return err
 }

@@ -18,6 +18,16 @@ func main() {
 		case "help", "-h", "--help":
 			fmt.Println(usage)
 			return
+		case "admin-key":
+			cfg, err := LoadConfig(os.LookupEnv, ".env")
+			if err == nil {
+				err = printAdminKey(cfg, os.Stdout)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "gpt-load admin-key: %v\n", err)
+				os.Exit(1)
+			}
+			return
 		default:
 			fmt.Fprintf(os.Stderr, "gpt-load: unknown command %q\n\n%s\n", os.Args[1], usage)
 			os.Exit(1)
@@ -48,8 +58,9 @@ func main() {
 const usage = `gpt-load: a key-pool proxy for OpenAI, Gemini and Anthropic APIs.
 
 Usage:
-  gpt-load          run a node (configuration from the environment and ./.env)
-  gpt-load help     show this help
+  gpt-load            run a node (configuration from the environment and ./.env)
+  gpt-load admin-key  print the admin key: AUTH_KEY, or the one kept in DATA_DIR
+  gpt-load help       show this help
 
 See README.md for the environment variables.`
 

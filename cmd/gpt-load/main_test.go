@@ -175,6 +175,9 @@ func TestStartsWithNoConfiguration(t *testing.T) {
 	if code := adminStatus(t, p.port, "sk-gpt-load-default-auth-key"); code != http.StatusUnauthorized {
 		t.Errorf("the old well-known default key answers %d, want 401", code)
 	}
+	if got := runAdminKey(t, dir); got != adminKey {
+		t.Errorf("gpt-load admin-key printed %q, want the generated key", got)
+	}
 	for _, want := range []string{"jetstream", "gpt-load.db"} {
 		if _, err := os.Stat(filepath.Join(dir, "data", want)); err != nil {
 			t.Errorf("no %s under ./data: %v", want, err)
@@ -221,6 +224,59 @@ func adminStatus(t *testing.T, port int, key string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// runAdminKey runs `gpt-load admin-key` in dir with the given variables and returns what
+// it printed; it fails the test when the command fails.
+func runAdminKey(t *testing.T, dir string, env ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary(t), "admin-key")
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gpt-load admin-key: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// With ENCRYPTION_KEY set, the generated admin key rests sealed in DATA_DIR: readable
+// again with the key, refused without it.
+func TestGeneratedAdminKeyIsSealed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const enc = "ENCRYPTION_KEY=an-encryption-key-long-enough-42"
+	env := []string{"HOST=127.0.0.1", "PORT=" + strconv.Itoa(freePort(t)), enc}
+	p := startProc(t, dir, env...)
+	p.waitHealthy(t)
+	key := runAdminKey(t, dir, enc)
+	if !strings.HasPrefix(key, "sk-admin-") || !strings.Contains(p.out.String(), key) {
+		t.Fatalf("admin-key printed %q, not the key announced at start", key)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "data", "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), key) || !strings.HasPrefix(string(raw), "sealed:") {
+		t.Fatalf("admin.key holds %q: not sealed", raw)
+	}
+	if code := adminStatus(t, p.port, key); code != http.StatusOK {
+		t.Fatalf("the generated key answers %d", code)
+	}
+	cmd := exec.Command(binary(t), "admin-key")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "ENCRYPTION_KEY") {
+		t.Fatalf("admin-key without ENCRYPTION_KEY: err %v, output %q", err, out)
+	}
+	if code := p.stop(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	p2 := startProc(t, dir, env...)
+	p2.waitHealthy(t)
+	if code := adminStatus(t, p2.port, key); code != http.StatusOK {
+		t.Fatalf("after a restart the key answers %d", code)
+	}
 }
 
 // A second node on a DATA_DIR in use is refused with the holder's PID; once the first

@@ -94,19 +94,19 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			n.lock.release()
 		}
 	}()
+	cipher, err := events.NewCipher(cfg.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.AuthKeyFromDataDir {
-		key, created, err := adminKey(cfg.DataDir)
+		key, created, err := adminKey(cfg.DataDir, cipher)
 		if err != nil {
 			return nil, err
 		}
 		cfg.AuthKey, n.cfg.AuthKey = key, key
 		if created {
-			announceAdminKey(os.Stderr, key, filepath.Join(cfg.DataDir, adminKeyFileName))
+			announceAdminKey(os.Stderr, key, filepath.Join(cfg.DataDir, adminKeyFileName), cipher.Enabled())
 		}
-	}
-	cipher, err := events.NewCipher(cfg.EncryptionKey)
-	if err != nil {
-		return nil, err
 	}
 	if n.nc, err = n.connectNATS(); err != nil {
 		return nil, err
