@@ -2,9 +2,27 @@ package domain
 
 import "encoding/json"
 
-// MaxKeysPerEvent bounds the keys of one KeysAdded fact, so an event stays well under the
-// message size limit of the log even with encrypted values.
-const MaxKeysPerEvent = 1000
+// MaxKeysPerEvent and MaxKeyBytesPerEvent bound one KeysAdded fact, so that an event stays
+// well under the message size limit of the log (1 MiB) even with encrypted values: a
+// sealed value is hex of nonce, value and tag, 2*(n+28) bytes, beside a 64-digit hash.
+const (
+	MaxKeysPerEvent     = 1000
+	MaxKeyBytesPerEvent = 192 << 10
+)
+
+// NextKeyChunk is the length of the first chunk of values that fits one KeysAdded fact:
+// at most MaxKeysPerEvent values of at most MaxKeyBytesPerEvent bytes together, and at
+// least one value.
+func NextKeyChunk(values []string) int {
+	size := 0
+	for i, v := range values {
+		if i == MaxKeysPerEvent || (i > 0 && size+len(v) > MaxKeyBytesPerEvent) {
+			return i
+		}
+		size += len(v)
+	}
+	return len(values)
+}
 
 // AddReport counts the outcome of adding keys.
 type AddReport struct {

@@ -433,3 +433,32 @@ func TestDecideSeedSettings(t *testing.T) {
 		t.Error("seeding after a settings change")
 	}
 }
+
+func TestNextKeyChunk(t *testing.T) {
+	t.Parallel()
+	many := func(n, size int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = strings.Repeat("k", size)
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		values []string
+		want   int
+	}{
+		{"empty", nil, 0},
+		{"few short keys", many(10, 50), 10},
+		{"count bound", many(domain.MaxKeysPerEvent+5, 50), domain.MaxKeysPerEvent},
+		{"size bound", many(1000, domain.MaxKeyBytes), domain.MaxKeyBytesPerEvent / domain.MaxKeyBytes},
+		{"one key over the size bound still goes alone", many(2, domain.MaxKeyBytesPerEvent+1), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := domain.NextKeyChunk(tt.values); got != tt.want {
+				t.Fatalf("NextKeyChunk = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -10,11 +10,10 @@ import (
 const MaxSyncKeys = 5000
 
 // MaxKeyBytes bounds one entry of key text, on every key endpoint alike (sync and async,
-// JSON and uploaded files). Real API keys are far shorter; the bound keeps a KeysAdded fact
-// of MaxKeysPerEvent keys under the log's 1 MiB message limit even when encrypted: each
-// key travels as hex of nonce, value and tag (2*(n+28) bytes) beside its 64-digit hash,
-// about 950 KB for 1000 keys of 400 bytes.
-const MaxKeyBytes = 400
+// JSON and uploaded files). Real API keys are far shorter (a few hundred bytes at most);
+// the bound leaves room for long tokens while keeping a single key, sealed, a small part
+// of one event (see MaxKeyBytesPerEvent).
+const MaxKeyBytes = 4096
 
 // LongKeyEntry returns the 1-based position of the first entry longer than MaxKeyBytes,
 // or 0 when there is none.

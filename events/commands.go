@@ -260,13 +260,14 @@ func (c *Commands) hashes(values []string) []domain.KeyHash {
 	return out
 }
 
-// AddKeys adds key values to a group in facts of at most domain.MaxKeysPerEvent keys,
+// AddKeys adds key values to a group in facts that fit the log (domain.NextKeyChunk),
 // skipping values already in the group or earlier in the input.
 func (c *Commands) AddKeys(ctx context.Context, actor string, groupID uint64, values []string, progress Progress) (domain.AddReport, error) {
 	var total domain.AddReport
 	seen := make(map[domain.KeyHash]struct{}, min(len(values), 1<<16))
-	for start := 0; start < len(values); start += domain.MaxKeysPerEvent {
-		chunk := values[start:min(start+domain.MaxKeysPerEvent, len(values))]
+	for start, n := 0, 0; start < len(values); start += n {
+		n = domain.NextKeyChunk(values[start:])
+		chunk := values[start : start+n]
 		keys := make([]domain.NewKey, 0, len(chunk))
 		for _, v := range chunk {
 			h := c.store.codec.cipher.Hash(v)

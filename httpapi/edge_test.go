@@ -19,6 +19,7 @@ import (
 
 	"gpt-load/events"
 	"gpt-load/events/eventstest"
+	"gpt-load/domain"
 	"gpt-load/httpapi"
 )
 
@@ -248,7 +249,7 @@ func TestLongestKeysFitTheLog(t *testing.T) {
 	g := n.group("long")
 	var b strings.Builder
 	for i := range 1000 {
-		fmt.Fprintf(&b, "%0400d\n", i)
+		fmt.Fprintf(&b, "%0*d\n", domain.MaxKeyBytes, i)
 	}
 	var res struct {
 		Added int `json:"added_count"`
