@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -71,7 +73,7 @@ func BenchmarkStartup(b *testing.B) {
 func fillDataDir(b *testing.B, data string, groups, perGroup int) uint64 {
 	b.Helper()
 	env := map[string]string{"DATA_DIR": data, "HOST": "127.0.0.1", "PORT": strconv.Itoa(freePort(b)),
-		"AUTH_KEY": "bench-admin-key-0123456789"}
+		"AUTH_KEY": benchAdminKey}
 	cfg, err := LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, "")
 	if err != nil {
 		b.Fatal(err)
@@ -116,7 +118,7 @@ func startAndMeasure(b *testing.B, bin, data string) (time.Duration, int64) {
 	port := freePort(b)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "DATA_DIR="+data, "HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
-		"AUTH_KEY=bench-admin-key-0123456789", "LOG_LEVEL=warn")
+		"AUTH_KEY="+benchAdminKey, "LOG_LEVEL=warn")
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -171,4 +173,116 @@ func freePort(b testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// BenchmarkLiveImport measures the resident memory of the real binary that received its
+// keys while running: 1,000,000 keys (BENCH_KEYS) in 100 groups through
+// POST /api/keys/add-async, one task after the other, as a user imports them. It reports
+// the RSS when the last task has finished and once the node has settled (40 s later),
+// to set beside BenchmarkStartup's RSS after a restart on the same amount of data.
+//
+//	go test -run '^$' -bench LiveImport -benchtime 1x ./cmd/gpt-load
+func BenchmarkLiveImport(b *testing.B) {
+	total := 1_000_000
+	if v := os.Getenv("BENCH_KEYS"); v != "" {
+		total, _ = strconv.Atoi(v)
+	}
+	const groups = 100
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "gpt-load")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	for i := 0; i < b.N; i++ {
+		data := filepath.Join(dir, fmt.Sprint("data-", i))
+		port := freePort(b)
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "DATA_DIR="+data, "HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
+			"AUTH_KEY="+benchAdminKey, "LOG_LEVEL=warn")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		waitHealthyB(b, base)
+		start := time.Now()
+		buf := make([]byte, 24)
+		for g := 0; g < groups; g++ {
+			var grp struct {
+				ID uint64 `json:"id"`
+			}
+			benchAPI(b, base, http.MethodPost, "/api/groups", fmt.Sprintf(
+				`{"name":"live-%03d","channel_type":"openai","test_model":"m","upstreams":[{"url":"http://127.0.0.1:9","weight":1}]}`, g), &grp)
+			var text strings.Builder
+			for range total / groups {
+				rand.Read(buf)
+				text.WriteString("sk-" + hex.EncodeToString(buf) + "\n")
+			}
+			body, _ := json.Marshal(map[string]any{"group_id": grp.ID, "keys_text": text.String()})
+			benchAPI(b, base, http.MethodPost, "/api/keys/add-async", string(body), nil)
+			for {
+				var st struct {
+					Running bool   `json:"is_running"`
+					Error   string `json:"error"`
+				}
+				benchAPI(b, base, http.MethodGet, "/api/tasks/status", "", &st)
+				if st.Error != "" {
+					b.Fatalf("import: %s", st.Error)
+				}
+				if !st.Running {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		took := time.Since(start)
+		b.ReportMetric(float64(total)/took.Seconds(), "keys/s")
+		b.ReportMetric(float64(rssOf(b, cmd.Process.Pid))/(1<<20), "MB-RSS-at-end")
+		time.Sleep(40 * time.Second)
+		b.ReportMetric(float64(rssOf(b, cmd.Process.Pid))/(1<<20), "MB-RSS-settled")
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}
+}
+
+const benchAdminKey = "bench-admin-key-0123456789"
+
+func waitHealthyB(b *testing.B, base string) {
+	b.Helper()
+	for start := time.Now(); time.Since(start) < time.Minute; time.Sleep(10 * time.Millisecond) {
+		if resp, err := http.Get(base + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	b.Fatal("node did not become healthy")
+}
+
+// benchAPI calls the admin API and decodes the envelope's data into out (when not nil).
+func benchAPI(b *testing.B, base, method, path, body string, out any) {
+	b.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+benchAdminKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	if out != nil {
+		var env struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(raw, &env); err != nil {
+			b.Fatal(err)
+		}
+		if err := json.Unmarshal(env.Data, out); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
