@@ -57,9 +57,10 @@ func (c CORS) handler() func(http.Handler) http.Handler {
 const (
 	// maxLoginBody: {"auth_key": "..."} with room for a long key.
 	maxLoginBody = 4 << 10
-	// maxJSONBody: the largest synchronous request, a batch of domain.MaxSyncKeys keys of
-	// domain.MaxKeyBytes each, every byte escaped in JSON, with room to spare; group and
-	// settings bodies are far smaller.
+	// maxJSONBody: a synchronous batch of domain.MaxSyncKeys keys of ordinary length
+	// (a few hundred bytes) with room to spare, and any group or settings body (a group
+	// with every field at its limit is under 1 MiB). A batch of 5,000 keys near
+	// domain.MaxKeyBytes each is larger: such batches go to the async routes.
 	maxJSONBody = 5 << 20
 	// maxAsyncJSONBody: key text of any number of keys for add-async and delete-async
 	// (a key file is better sent as a multipart upload, read as a stream).
