@@ -16,53 +16,25 @@ import (
 	"github.com/uptrace/bun/dialect"
 
 	"gpt-load/projections/sqlstore"
+	"gpt-load/projections/sqlstore/sqlstoretest"
 )
 
-// The tables this package owns, bun's migration tables included. The shared test
-// databases hold nothing else of ours; the suite drops exactly these, before and after.
-var ownTables = []string{"request_logs", "group_hourly_stats", "bun_migrations", "bun_migration_locks"}
+// The tables this package owns, bun's migration tables included.
+var ownTables = []string{
+	"request_logs", "group_hourly_stats", "key_usage", "usage_hourly", "bun_migrations", "bun_migration_locks",
+}
+
+// allMigrations is how many migrations each dialect has.
+const allMigrations = 6
 
 // testEachDB runs f once per available database: SQLite always, PostgreSQL and
-// MySQL/MariaDB when TEST_POSTGRES_DSN / TEST_MYSQL_DSN name one. Each database starts
-// and ends without this package's tables.
+// MySQL/MariaDB when TEST_POSTGRES_DSN / TEST_MYSQL_DSN name a server. Each run gets a
+// database of its own, dropped at the end.
 func testEachDB(t *testing.T, f func(t *testing.T, dsn string, db *bun.DB)) {
-	dbs := []struct{ name, env string }{
-		{"sqlite", ""},
-		{"postgres", "TEST_POSTGRES_DSN"},
-		{"mysql", "TEST_MYSQL_DSN"},
-	}
-	for _, d := range dbs {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
-			dsn := filepath.Join(t.TempDir(), "data", "gpt-load.db")
-			if d.env != "" {
-				dsn = os.Getenv(d.env)
-				if dsn == "" {
-					t.Skipf("%s is not set: skipping the %s suite (e.g. %s)", d.env, d.name, map[string]string{
-						"postgres": "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
-						"mysql":    "root:@tcp(127.0.0.1:3306)/test",
-					}[d.name])
-				}
-			}
-			db := openDB(t, dsn)
-			dropOwnTables(t, db)
-			t.Cleanup(func() { dropOwnTables(t, db) })
-			f(t, dsn, db)
-		})
-	}
+	sqlstoretest.EachDB(t, f)
 }
 
-func openDB(t *testing.T, dsn string) *bun.DB {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	db, err := sqlstore.Open(ctx, dsn, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
+func openDB(t *testing.T, dsn string) *bun.DB { return sqlstoretest.Open(t, dsn) }
 
 func dropOwnTables(t *testing.T, db *bun.DB) {
 	t.Helper()
@@ -87,13 +59,16 @@ func TestStore(t *testing.T) {
 				}
 			}
 			applied := appliedMigrations(t, db)
-			if len(applied) != 2 {
-				t.Errorf("bun_migrations holds %v, want the 2 migrations once each", applied)
+			if len(applied) != allMigrations {
+				t.Errorf("bun_migrations holds %v, want the %d migrations once each", applied, allMigrations)
 			}
 		})
 
 		t.Run("tables and indexes exist", func(t *testing.T) {
-			for _, model := range []any{(*sqlstore.RequestLog)(nil), (*sqlstore.GroupHourlyStat)(nil)} {
+			for _, model := range []any{
+				(*sqlstore.RequestLog)(nil), (*sqlstore.GroupHourlyStat)(nil),
+				(*sqlstore.KeyUsage)(nil), (*sqlstore.UsageHourly)(nil),
+			} {
 				n, err := db.NewSelect().Model(model).Count(ctx)
 				if err != nil || n != 0 {
 					t.Errorf("count %T: %d, %v; want 0, nil", model, n, err)
@@ -101,7 +76,11 @@ func TestStore(t *testing.T) {
 			}
 			got := indexNames(t, db, "request_logs")
 			for _, want := range []string{
-				"idx_request_logs_timestamp", "idx_request_logs_group_timestamp", "idx_request_logs_key_hash",
+				"idx_request_logs_timestamp", "idx_request_logs_group_timestamp",
+				"idx_request_logs_parent_timestamp", "idx_request_logs_key_hash_timestamp",
+				"idx_request_logs_status_timestamp", "idx_request_logs_success_timestamp",
+				"idx_request_logs_type_timestamp", "idx_request_logs_source_ip_timestamp",
+				"idx_request_logs_model_timestamp", "idx_request_logs_proxy_key_timestamp",
 			} {
 				if !slices.Contains(got, want) {
 					t.Errorf("request_logs indexes %v lack %s", got, want)
@@ -198,6 +177,47 @@ func TestStore(t *testing.T) {
 			}
 		})
 
+		t.Run("key usage and usage rollup round trip", func(t *testing.T) {
+			hour := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+			ku := sqlstore.KeyUsage{GroupID: 3, KeyHash: "ab12", KeyID: 0, RequestCount: 5, LastUsedAt: hour.Add(90 * time.Second)}
+			if _, err := db.NewInsert().Model(&ku).Exec(ctx); err != nil {
+				t.Fatalf("insert key usage: %v", err)
+			}
+			if _, err := db.NewInsert().Model(&ku).Exec(ctx); err == nil {
+				t.Error("a second key_usage row for the same (group_id, key_hash) was accepted")
+			}
+			var gotKU sqlstore.KeyUsage
+			if err := db.NewSelect().Model(&gotKU).Where("group_id = 3").Scan(ctx); err != nil {
+				t.Fatalf("select key usage: %v", err)
+			}
+			if !gotKU.LastUsedAt.Equal(ku.LastUsedAt) || gotKU.RequestCount != 5 || gotKU.KeyHash != "ab12" {
+				t.Errorf("key usage round trip: got %+v, want %+v", gotKU, ku)
+			}
+			// Rows differing in one key column only, zero ids and empty strings included;
+			// models differing in case are different models.
+			base := sqlstore.UsageHourly{Time: hour, GroupID: 3, Model: "gpt-4o", ProxyKeyName: "global", Requests: 2, TotalTokens: 9}
+			rows := []sqlstore.UsageHourly{base, base, base, base, base, base}
+			rows[1].ParentGroupID = 9
+			rows[2].Model = "GPT-4o"
+			rows[3].ProxyKeyFP = "a1b2c3d4e5f6"
+			rows[4].KeyID = 77
+			rows[5].Time = hour.Add(time.Hour)
+			if _, err := db.NewInsert().Model(&rows).Exec(ctx); err != nil {
+				t.Fatalf("insert usage rows: %v", err)
+			}
+			dup := base
+			if _, err := db.NewInsert().Model(&dup).Exec(ctx); err == nil {
+				t.Error("a second usage_hourly row with the same key was accepted")
+			}
+			var got []sqlstore.UsageHourly
+			if err := db.NewSelect().Model(&got).Where("group_id = 3").Scan(ctx); err != nil {
+				t.Fatalf("select usage: %v", err)
+			}
+			if len(got) != len(rows) {
+				t.Errorf("usage_hourly holds %d rows, want %d", len(got), len(rows))
+			}
+		})
+
 		t.Run("concurrent read-then-write transactions", func(t *testing.T) {
 			// What the log projector does, from several goroutines: read, then write, in
 			// one transaction. None may fail for want of the (SQLite) write lock.
@@ -248,8 +268,8 @@ func TestStore(t *testing.T) {
 							t.Errorf("Migrate #%d: %v", i, err)
 						}
 					}
-					if applied := appliedMigrations(t, db); len(applied) != 2 {
-						t.Errorf("bun_migrations holds %v, want the 2 migrations once each", applied)
+					if applied := appliedMigrations(t, db); len(applied) != allMigrations {
+						t.Errorf("bun_migrations holds %v, want the %d migrations once each", applied, allMigrations)
 					}
 					var locks int
 					if err := db.NewRaw("SELECT COUNT(*) FROM ?", bun.Ident("bun_migration_locks")).
@@ -298,6 +318,8 @@ func sampleLog(id string) sqlstore.RequestLog {
 		PromptTokens:     11,
 		CompletionTokens: 22,
 		TotalTokens:      33,
+		ProxyKeyFP:       "a1b2c3d4e5f6",
+		ProxyKeyName:     "global",
 	}
 }
 
