@@ -1,6 +1,10 @@
 package domain
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
 
 // Request types of a request log (API.md 6.1).
 const (
@@ -43,4 +47,26 @@ type RequestLog struct {
 	PromptTokens     int64 `json:"prompt_tokens,omitempty"`
 	CompletionTokens int64 `json:"completion_tokens,omitempty"`
 	TotalTokens      int64 `json:"total_tokens,omitempty"`
+
+	// The proxy key the client used: its fingerprint (ProxyKeyFingerprint), never the key,
+	// and its name ("global" or "group" for now).
+	ProxyKeyFP   string `json:"proxy_key_fp,omitempty"`
+	ProxyKeyName string `json:"proxy_key_name,omitempty"`
+}
+
+// Names of proxy keys in request logs, until proxy keys have names of their own.
+const (
+	ProxyKeyGlobal = "global" // one of the global proxy_keys
+	ProxyKeyGroup  = "group"  // one of the group's own proxy_keys
+)
+
+// ProxyKeyFingerprint identifies a proxy key in request logs and usage figures without
+// revealing it: the first 12 hex digits of its SHA-256. 48 bits tell a deployment's
+// proxy keys apart, and are far too few to test guesses of a key against.
+func ProxyKeyFingerprint(key string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:6])
 }

@@ -552,6 +552,8 @@ func appendRequestLog(b []byte, r *domain.RequestLog, keyValue, keyHash string) 
 		b = append(b, `,"total_tokens":`...)
 		b = strconv.AppendInt(b, r.TotalTokens, 10)
 	}
+	b = appendOptString(b, `,"proxy_key_fp":`, r.ProxyKeyFP)
+	b = appendOptString(b, `,"proxy_key_name":`, r.ProxyKeyName)
 	return append(b, '}')
 }
 

@@ -26,6 +26,7 @@ func sampleLog(i int) domain.RequestLog {
 		ErrorMessage: "bad \x01 \xff", UserAgent: "ua", RequestType: domain.RequestFinal,
 		UpstreamAddr: "http://up/v1", IsStream: true, RequestBody: `{"a":"\u2028"}`,
 		PromptTokens: 3, CompletionTokens: 4, TotalTokens: 7,
+		ProxyKeyFP: domain.ProxyKeyFingerprint(fmt.Sprintf("sk-proxy-%d", i%2)), ProxyKeyName: domain.ProxyKeyGlobal,
 	}
 }
 
