@@ -15,18 +15,29 @@ type PoolKey struct {
 	Value    string
 	Failures uint32
 
-	e   *entry // where it was picked, for Hold
-	gen uint64 // the entry's state generation when picked
+	h   *poolHolder // the pool it was picked from, for Hold
+	gen uint64      // the entry's state generation when picked
 }
 
 // Hold keeps the key out of this node's rotation until until (Unix ns), or until the
 // projection next changes the key's state, whichever comes first: a hold is this node's
 // guess while a fact is on its way through the log, and any newer state the log brings
-// (the fact itself, a restore, an enable, a validation) wins over it. A hold made on a
-// pool that has since been rebuilt has no effect.
+// (the fact itself, a restore, an enable, a validation) wins over it.
 func (k PoolKey) Hold(until int64) {
-	if k.e != nil {
-		k.e.hold.Store(&hold{gen: k.gen, until: until})
+	if k.h == nil {
+		return
+	}
+	hd := &hold{gen: k.gen, until: until}
+	for {
+		// Set on the current pool; if a rebuild published another meanwhile, set it there
+		// too (build carries the holds it finds only once it has published).
+		p := k.h.p.Load()
+		if i := p.index(k.ID); i >= 0 {
+			p.at(i).hold.Store(hd)
+		}
+		if k.h.p.Load() == p {
+			return
+		}
 	}
 }
 
@@ -43,7 +54,7 @@ type entry struct {
 	until    atomic.Int64  // end of a rate-limit cooldown, Unix nanoseconds
 	failures atomic.Uint32 // the key's current failure streak
 	out      atomic.Bool   // not selectable: blacklisted, disabled or removed
-	gen      atomic.Uint64 // bumped whenever the projection syncs the entry
+	gen      atomic.Uint64 // the key's state generation: new whenever the projection syncs it
 	hold     atomic.Pointer[hold]
 }
 
@@ -66,8 +77,8 @@ func (e *entry) wake() int64 {
 	return w
 }
 
-func (e *entry) key() PoolKey {
-	return PoolKey{ID: e.id, Value: e.value, Failures: e.failures.Load(), e: e, gen: e.gen.Load()}
+func (e *entry) key(h *poolHolder) PoolKey {
+	return PoolKey{ID: e.id, Value: e.value, Failures: e.failures.Load(), h: h, gen: e.gen.Load()}
 }
 
 type chunk [chunkSize]entry
@@ -236,8 +247,9 @@ type poolHolder struct {
 	p  atomic.Pointer[Pool]
 	rr atomic.Uint64
 
-	dead    int  // entries marked out
-	rebuild bool // the pool lacks a key that became selectable
+	dead    int    // entries marked out
+	rebuild bool   // the pool lacks a key that became selectable
+	gen     uint64 // the latest state generation given to an entry
 }
 
 func newPoolHolder(ks *domain.KeySet) *poolHolder {
@@ -264,28 +276,57 @@ func (h *poolHolder) pick(now int64) (PoolKey, bool) {
 			}
 		}
 	}
-	return e.key(), true
+	return e.key(h), true
 }
 
-// build publishes a new pool of the set's active keys. Its entries start without holds:
-// a rebuild follows a change the log made, which is newer than any hold.
+// build publishes a new pool of the set's active keys. An entry of a key that was in
+// rotation in the old pool keeps its generation and hold: a rebuild (a quarter of the pool
+// out, say) says nothing new about the keys it carries over. A key that comes back into
+// rotation (a restore of every invalid key) starts without a hold.
 func (h *poolHolder) build(ks *domain.KeySet) {
 	p := &Pool{}
+	old := h.p.Load()
+	h.gen++ // fresh entries: no key picked before can hold them
 	if ks != nil {
 		ks.Each(func(k *domain.Key) bool {
 			if k.Selectable() {
-				p.appendKey(k)
+				p.appendKey(k, h.gen)
 			}
 			return true
 		})
 	}
+	carry := func(f func(o, e *entry)) {
+		if old == nil {
+			return
+		}
+		j := 0
+		for i := 0; i < p.n; i++ {
+			e := p.at(i)
+			for j < old.n && old.at(j).id < e.id {
+				j++
+			}
+			if j < old.n {
+				if o := old.at(j); o.id == e.id && !o.out.Load() {
+					f(o, e)
+				}
+			}
+		}
+	}
+	carry(func(o, e *entry) { e.gen.Store(o.gen.Load()) })
 	h.dead, h.rebuild = 0, false
 	h.p.Store(p)
+	// Holds last: one set on the old pool before this point is carried here, one set
+	// after it sees the new pool published and sets itself there (PoolKey.Hold).
+	carry(func(o, e *entry) {
+		if hd := o.hold.Load(); hd != nil {
+			e.hold.CompareAndSwap(nil, hd)
+		}
+	})
 }
 
 // appendKey writes an entry past the end of the pool (invisible to readers until a
 // Pool with the new length is published).
-func (p *Pool) appendKey(k *domain.Key) {
+func (p *Pool) appendKey(k *domain.Key, gen uint64) {
 	if p.n == len(p.chunks)*chunkSize {
 		p.chunks = append(p.chunks, new(chunk))
 		p.hints = append(p.hints, new(hints))
@@ -295,6 +336,7 @@ func (p *Pool) appendKey(k *domain.Key) {
 	e.until.Store(k.CooldownUntil)
 	e.failures.Store(k.FailureCount)
 	e.out.Store(false)
+	e.gen.Store(gen)
 	p.n++
 }
 
@@ -315,8 +357,9 @@ func (h *poolHolder) added(ks *domain.KeySet, from, to uint64) {
 	}
 	old := h.p.Load()
 	p := &Pool{chunks: append([]*chunk(nil), old.chunks...), hints: append([]*hints(nil), old.hints...), n: old.n}
+	h.gen++
 	for i := len(fresh) - 1; i >= 0; i-- {
-		p.appendKey(fresh[i])
+		p.appendKey(fresh[i], h.gen)
 	}
 	h.p.Store(p)
 }
@@ -334,7 +377,8 @@ func (h *poolHolder) sync(id uint64, k *domain.Key) {
 		return
 	}
 	e := p.at(i)
-	e.gen.Add(1)
+	h.gen++
+	e.gen.Store(h.gen)
 	if k != nil {
 		e.until.Store(k.CooldownUntil)
 		e.failures.Store(k.FailureCount)

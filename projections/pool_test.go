@@ -198,6 +198,35 @@ func TestPoolHoldEndsWithNewerState(t *testing.T) {
 	if !pickedWithin(h, now+10, 2, 3) {
 		t.Fatal("an expired hold kept its key out")
 	}
+	// A rebuild carries the holds of the keys it keeps.
+	now += 10
+	for k2 = (PoolKey{}); k2.ID != 2; {
+		k2, _ = h.pick(now)
+	}
+	k2.Hold(now + int64(time.Hour))
+	k1, _ := ks.ByID(1)
+	k1.Status = domain.KeyInvalid
+	h.sync(1, k1)
+	h.build(ks)
+	if seen := picks(); seen[2] != 0 || seen[1] != 0 {
+		t.Fatalf("after a rebuild: %v, want key 3 only", seen)
+	}
+	// A key picked before it went out and came back with a rebuild (a restore of every
+	// invalid key) cannot be held by that old pick.
+	var k3 PoolKey
+	for k3.ID != 3 {
+		k3, _ = h.pick(now)
+	}
+	k3s, _ := ks.ByID(3)
+	k3s.Status = domain.KeyInvalid
+	h.sync(3, k3s)
+	h.build(ks)
+	k3s.Status = domain.KeyActive
+	h.build(ks)
+	k3.Hold(now + int64(time.Hour))
+	if !pickedWithin(h, now, 3, 3) {
+		t.Fatal("a pick made before a restore held the restored key")
+	}
 }
 
 // TestPoolRestingRunsWake: the hints that let picks step over resting runs never hide a

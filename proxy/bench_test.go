@@ -144,3 +144,34 @@ func BenchmarkRequestPath(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPickExclusions is a pick followed by a local exclusion of the picked key while
+// 10,000 keys of the group are excluded (a 429 storm seen by one node).
+func BenchmarkPickExclusions(b *testing.B) {
+	e := newEnv(b, envOpts{})
+	const n, excluded = 20_000, 10_000
+	gid := e.group("storm", groupOpts{upstreams: []string{"http://127.0.0.1:1"}})
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("sk-storm-%d", i)
+	}
+	e.addKeys(gid, keys...)
+	gv, _ := e.run.View().Group(gid)
+	now := time.Now().UnixNano()
+	for range excluded {
+		k, ok := proxy.Pick(e.h, gv, now)
+		if !ok {
+			b.Fatal("no key")
+		}
+		proxy.Exclude(e.h, k, now+int64(time.Hour))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		k, ok := proxy.Pick(e.h, gv, now)
+		if !ok {
+			b.Fatal("no key")
+		}
+		proxy.Exclude(e.h, k, now) // over at once: the key stays in rotation
+	}
+}

@@ -8,3 +8,7 @@ func Pick(h *Handler, g *projections.GroupView, now int64) (projections.PoolKey,
 	p := request{h: h, serving: g, now: now}
 	return p.pick(false)
 }
+
+// Exclude keeps key k out of this node's rotation until until (Unix ns), as a failure that
+// blames the key does (benchmarks).
+func Exclude(_ *Handler, k projections.PoolKey, until int64) { k.Hold(until) }

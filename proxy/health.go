@@ -24,8 +24,10 @@ type FactPublisher interface {
 const actorProxy = "proxy"
 
 // health hands key-health facts to the log from a goroutine of its own, so a client never
-// waits for a publish, and keeps short local exclusions that take a failing key out of
-// this node's rotation at once, before its fact has come back through the log.
+// waits for a publish, and holds a failing key out of this node's rotation at once, before
+// its fact has come back through the log. A hold lives in the key's pool entry and ends
+// when it expires or when the projection next changes the key (projections.PoolKey.Hold):
+// whatever the log says later wins over this node's guess.
 type health struct {
 	pub  FactPublisher
 	log  zerolog.Logger
@@ -38,9 +40,6 @@ type health struct {
 	dropped  atomic.Uint64
 	lastWarn atomic.Int64
 
-	excluded sync.Map // key id → int64 (Unix ns) until which this node skips it
-	nExcl    atomic.Int64
-
 	backoff sync.Map // key id → rateState
 }
 
@@ -50,7 +49,8 @@ type rateState struct {
 }
 
 // localExclusion bounds how long a key stays out of this node's rotation on its own word:
-// long enough for its fact to come back through the log, which then decides.
+// long enough for its fact to come back through the log, which then decides (and ends the
+// hold sooner).
 const localExclusion = 5 * time.Second
 
 func newHealth(pub FactPublisher, queue int, log zerolog.Logger) *health {
@@ -115,49 +115,12 @@ func (h *health) close() {
 	<-h.done
 }
 
-func (h *health) exclude(keyID uint64, until int64) {
-	if _, loaded := h.excluded.Swap(keyID, until); !loaded {
-		if h.nExcl.Add(1) > 256 {
-			h.sweep(time.Now().UnixNano())
-		}
-	}
-}
-
-// sweep drops expired exclusions of keys nobody picked since (a deleted key, say).
-func (h *health) sweep(now int64) {
-	h.excluded.Range(func(k, v any) bool {
-		if v.(int64) <= now && h.excluded.CompareAndDelete(k, v) {
-			h.nExcl.Add(-1)
-		}
-		return true
-	})
-}
-
-// isExcluded reports whether this node keeps the key out of rotation at now; it costs one
-// atomic load while nothing is excluded.
-func (h *health) isExcluded(keyID uint64, now int64) bool {
-	if h.nExcl.Load() == 0 {
-		return false
-	}
-	v, ok := h.excluded.Load(keyID)
-	if !ok {
-		return false
-	}
-	if v.(int64) > now {
-		return true
-	}
-	if h.excluded.CompareAndDelete(keyID, v) {
-		h.nExcl.Add(-1)
-	}
-	return false
-}
-
 // authFailed records a counted failure of a key and, when it reaches the threshold, keeps
 // the key out of this node's rotation until the log has blacklisted it.
 func (h *health) authFailed(groupID uint64, key poolKey, threshold, status int, msg string, now time.Time) {
 	h.record(domain.KeyFailed{GroupID: groupID, KeyID: key.ID, Kind: domain.FailureAuth, Status: status, Message: msg})
 	if threshold > 0 && int(key.Failures)+1 >= threshold {
-		h.exclude(key.ID, now.Add(localExclusion).UnixNano())
+		key.Hold(now.Add(localExclusion).UnixNano())
 	}
 }
 
@@ -181,7 +144,7 @@ func (h *health) rateLimited(groupID uint64, key poolKey, status int, msg string
 		until = now.Add(maxCool)
 	}
 	h.record(domain.KeyFailed{GroupID: groupID, KeyID: key.ID, Kind: domain.FailureRateLimit, Status: status, Message: msg, RetryUntil: until})
-	h.exclude(key.ID, min(until.UnixNano(), now.Add(localExclusion).UnixNano()))
+	key.Hold(min(until.UnixNano(), now.Add(localExclusion).UnixNano()))
 	return until
 }
 

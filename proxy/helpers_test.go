@@ -38,7 +38,8 @@ type env struct {
 
 type envOpts struct {
 	cfg      proxy.Config
-	settings map[string]any // system settings changed at start
+	settings map[string]any      // system settings changed at start
+	facts    proxy.FactPublisher // replaces the event store as the proxy's fact publisher
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -83,7 +84,11 @@ func newEnv(t testing.TB, o envOpts) *env {
 		}
 	}
 	e.logs = events.NewReqLogPublisher(js, events.ReqLogConfig{Node: "test", Linger: 2 * time.Millisecond}, zerolog.Nop())
-	h, err := proxy.New(o.cfg, proxy.Deps{Views: run, Facts: st, Logs: e.logs, Log: zerolog.Nop()})
+	var facts proxy.FactPublisher = st
+	if o.facts != nil {
+		facts = o.facts
+	}
+	h, err := proxy.New(o.cfg, proxy.Deps{Views: run, Facts: facts, Logs: e.logs, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

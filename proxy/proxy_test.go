@@ -238,7 +238,7 @@ func TestFailover500DoesNotBlacklist(t *testing.T) {
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, c call) {
 		jsonError(w, 500, "internal error")
 	})
-	gid := e.group("five", groupOpts{upstreams: []string{up.URL}, config: map[string]any{"blacklist_threshold": 1, "max_retries": 2}})
+	gid := e.group("five", groupOpts{upstreams: []string{up.URL}, config: map[string]any{"blacklist_threshold": 1, "max_retries": 10}})
 	e.addKeys(gid, "k1", "k2")
 	for range 5 {
 		resp, body := e.do("POST", e.url("five", "/v1/chat/completions"), "sk-global", `{}`)
@@ -246,15 +246,29 @@ func TestFailover500DoesNotBlacklist(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 	}
-	if n := len(up.Calls()); n != 15 {
-		t.Fatalf("%d upstream calls, want 15 (3 attempts each)", n)
+	// A request never tries a key twice: 10 retries over 2 keys are 2 attempts.
+	if n := len(up.Calls()); n != 10 {
+		t.Fatalf("%d upstream calls, want 10 (one attempt per key)", n)
+	}
+	// A group of a single key retries it (another upstream may answer).
+	one := e.group("five-one", groupOpts{upstreams: []string{up.URL}, config: map[string]any{"blacklist_threshold": 1, "max_retries": 2}})
+	e.addKeys(one, "k-one")
+	if resp, _ := e.do("POST", e.url("five-one", "/v1/chat/completions"), "sk-global", `{}`); resp.StatusCode != 500 {
+		t.Fatalf("single key: %d", resp.StatusCode)
+	}
+	if n := len(up.Calls()) - 10; n != 3 {
+		t.Fatalf("single key: %d upstream calls, want 3", n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	e.h.Flush(ctx)
 	e.store.Flush(ctx)
-	for _, k := range []string{"k1", "k2"} {
-		if st := e.key(gid, k); st.Status != domain.KeyActive || st.FailureCount != 0 || st.CooldownUntil != 0 {
+	for _, k := range []string{"k1", "k2", "k-one"} {
+		g := gid
+		if k == "k-one" {
+			g = one
+		}
+		if st := e.key(g, k); st.Status != domain.KeyActive || st.FailureCount != 0 || st.CooldownUntil != 0 {
 			t.Fatalf("%s penalised: %+v", k, st)
 		}
 	}

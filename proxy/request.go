@@ -45,9 +45,9 @@ type request struct {
 	clientIP  string
 	logPath   string
 
-	now          int64 // Unix ns: the request's start, then the end of its latest attempt
-	tried        [8]uint64
-	ntried       int
+	now          int64    // Unix ns: the request's start, then the end of its latest attempt
+	tried        []uint64 // keys this request has tried (on triedBuf until it outgrows it)
+	triedBuf     [8]uint64
 	lastUpstream int
 }
 
@@ -168,46 +168,38 @@ func (p *request) chooseMember(v *projections.View) (*projections.GroupView, poo
 }
 
 // pick selects the next usable key of the serving group that this request has not tried
-// yet and this node does not keep out of rotation; with allowReuse a tried key is better
-// than none (an upstream failure does not blame the key).
-func (p *request) pick(allowReuse bool) (poolKey, bool) {
+// yet: the attempts of one request are bounded by the distinct keys it can use. Only a
+// group of a single key may try it again (with reuse, after a failure that does not blame
+// the key), so that its retries can reach another upstream.
+func (p *request) pick(reuse bool) (poolKey, bool) {
 	now := p.now
-	var last poolKey
-	got := false
-	for range 8 {
+	// Other requests move the round robin too: allow a few more picks than keys tried.
+	for range len(p.tried) + 8 {
 		k, ok := p.serving.Pick(now)
 		if !ok {
 			break
 		}
-		if p.h.health.isExcluded(k.ID, now) {
-			continue
-		}
 		if !p.triedKey(k.ID) {
-			p.markTried(k.ID)
+			if p.tried == nil {
+				p.tried = p.triedBuf[:0]
+			}
+			p.tried = append(p.tried, k.ID)
 			return k, true
 		}
-		last, got = k, true
-	}
-	if got && allowReuse {
-		return last, true
+		if reuse && p.serving.Pool().Len() == 1 {
+			return k, true
+		}
 	}
 	return poolKey{}, false
 }
 
 func (p *request) triedKey(id uint64) bool {
-	for i := 0; i < p.ntried && i < len(p.tried); i++ {
-		if p.tried[i] == id {
+	for _, t := range p.tried {
+		if t == id {
 			return true
 		}
 	}
 	return false
-}
-
-func (p *request) markTried(id uint64) {
-	if p.ntried < len(p.tried) {
-		p.tried[p.ntried] = id
-	}
-	p.ntried++
 }
 
 // readBody reads the whole body once, bounded by MaxBodyBytes (413 beyond it).
