@@ -45,9 +45,10 @@ type request struct {
 	clientIP  string
 	logPath   string
 
-	now          int64    // Unix ns: the request's start, then the end of its latest attempt
-	tried        []uint64 // keys this request has tried (on triedBuf until it outgrows it)
-	triedBuf     [8]uint64
+	now          int64     // Unix ns: the request's start, then the end of its latest attempt
+	tried        [8]uint64 // the first keys this request has tried
+	ntried       int
+	triedMore    []uint64 // and the others
 	lastUpstream int
 }
 
@@ -174,16 +175,18 @@ func (p *request) chooseMember(v *projections.View) (*projections.GroupView, poo
 func (p *request) pick(reuse bool) (poolKey, bool) {
 	now := p.now
 	// Other requests move the round robin too: allow a few more picks than keys tried.
-	for range len(p.tried) + 8 {
+	for range p.ntried + 8 {
 		k, ok := p.serving.Pick(now)
 		if !ok {
 			break
 		}
 		if !p.triedKey(k.ID) {
-			if p.tried == nil {
-				p.tried = p.triedBuf[:0]
+			if p.ntried < len(p.tried) {
+				p.tried[p.ntried] = k.ID
+			} else {
+				p.triedMore = append(p.triedMore, k.ID)
 			}
-			p.tried = append(p.tried, k.ID)
+			p.ntried++
 			return k, true
 		}
 		if reuse && p.serving.Pool().Len() == 1 {
@@ -194,7 +197,12 @@ func (p *request) pick(reuse bool) (poolKey, bool) {
 }
 
 func (p *request) triedKey(id uint64) bool {
-	for _, t := range p.tried {
+	for _, t := range p.tried[:min(p.ntried, len(p.tried))] {
+		if t == id {
+			return true
+		}
+	}
+	for _, t := range p.triedMore {
 		if t == id {
 			return true
 		}
