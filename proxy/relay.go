@@ -55,6 +55,11 @@ func (p *request) relay(resp *http.Response, key poolKey, upAddr string) {
 	status := resp.StatusCode
 	errMsg := ""
 	for {
+		if pending != nil {
+			// The next read reuses buf: keep the chunk's bytes before they are overwritten.
+			tail.add(pending)
+			pending = nil
+		}
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
@@ -85,9 +90,6 @@ func (p *request) relay(resp *http.Response, key poolKey, upAddr string) {
 				} else {
 					// Copied only when another read follows: a body read in one go is
 					// searched where it lies.
-					if pending != nil {
-						tail.add(pending)
-					}
 					pending = chunk
 				}
 			}
@@ -106,7 +108,9 @@ func (p *request) relay(resp *http.Response, key poolKey, upAddr string) {
 	if track && !isSSE {
 		last := pending
 		if len(tail.bytes()) > 0 {
-			tail.add(pending)
+			if pending != nil {
+				tail.add(pending)
+			}
 			last = tail.bytes()
 		}
 		if u, ok := channel.FindUsage(last); ok {
