@@ -192,14 +192,15 @@ func TestDashboard(t *testing.T) {
 	}
 
 	d := n.do(http.MethodGet, "/api/dashboard/stats", nil).data(t)
-	checkShape(t, "stats", d, shape{"key_count": "object", "rpm": "object", "request_count": "object", "error_rate": "object", "security_warnings": "array"})
+	checkShape(t, "stats", d, shape{"key_count": "object", "rpm": "object", "request_count": "object", "error_rate": "object", "token_count": "object", "security_warnings": "array"})
 	checkShape(t, "key_count", field(t, d, "key_count"), shape{"value": "number", "sub_value": "?integer", "sub_value_tip": "?string", "trend": "number", "trend_is_growth": "bool"})
 	if !sameJSON(field(t, d, "key_count"), `{"value":2,"sub_value":1,"sub_value_tip":"Invalid keys","trend":0,"trend_is_growth":false}`) {
 		t.Errorf("key_count %s", jsonString(field(t, d, "key_count")))
 	}
-	// rpm, request_count and error_rate come from request logs, which this test does not
-	// make: only their shape is the contract here, not their values.
-	for _, c := range []string{"rpm", "request_count", "error_rate"} {
+	// rpm, request_count, error_rate and token_count come from request logs, which this
+	// test does not make: only their shape is the contract here (logs_test.go checks the
+	// values).
+	for _, c := range []string{"rpm", "request_count", "error_rate", "token_count"} {
 		checkShape(t, c, field(t, d, c), shape{"value": "number", "sub_value": "?integer", "sub_value_tip": "?string", "trend": "number", "trend_is_growth": "bool"})
 	}
 	// The key count follows the keys: one more active key shows at once.

@@ -2,14 +2,19 @@ package httpapi
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"gpt-load/domain"
+	"gpt-load/projections/sqllog"
 )
 
 // statCard is one card of the dashboard (API.md 5.1).
@@ -29,26 +34,34 @@ type securityWarning struct {
 }
 
 type dashboardStatsJSON struct {
-	KeyCount         statCard          `json:"key_count"`
-	RPM              statCard          `json:"rpm"`
-	RequestCount     statCard          `json:"request_count"`
-	ErrorRate        statCard          `json:"error_rate"`
+	KeyCount     statCard `json:"key_count"`
+	RPM          statCard `json:"rpm"`
+	RequestCount statCard `json:"request_count"`
+	ErrorRate    statCard `json:"error_rate"`
+	// TokenCount (ours) is the tokens of the last 24 hours, as upstreams reported them,
+	// with the trend against the 24 hours before (the rule of request_count).
+	TokenCount       statCard          `json:"token_count"`
 	SecurityWarnings []securityWarning `json:"security_warnings"`
 }
 
-// dashboardStats is GET /api/dashboard/stats. Key counts and security warnings come from
-// the state; the request figures come from request logs, which arrive with their own
-// issue: until then they are zero ("no traffic": trend 0, growth true, as API.md 5.1
-// computes it for two empty windows).
+// dashboardStats is GET /api/dashboard/stats (API.md 5.1). Key counts and security
+// warnings come from the state; requests per minute from the request logs of the last 20
+// minutes; request count, error rate and tokens from the hourly figures of the standard
+// groups (aggregates would count their members' traffic twice).
 func (a *admin) dashboardStats(w http.ResponseWriter, r *http.Request) {
 	l := langOf(r)
 	var active, invalid int
 	var groups []*domain.Group
 	var global string
+	var standard []uint64
 	a.state.Read(func(s *domain.State) {
 		groups, global = s.Groups(), s.Settings.ProxyKeys
 		for _, g := range groups {
-			if ks := s.Keys(g.ID); ks != nil && g.Type == domain.GroupStandard {
+			if g.Type != domain.GroupStandard {
+				continue
+			}
+			standard = append(standard, g.ID)
+			if ks := s.Keys(g.ID); ks != nil {
 				active += ks.Active()
 				invalid += ks.Invalid()
 			}
@@ -59,11 +72,154 @@ func (a *admin) dashboardStats(w http.ResponseWriter, r *http.Request) {
 		RPM:          statCard{TrendIsGrowth: true},
 		RequestCount: statCard{TrendIsGrowth: true},
 		ErrorRate:    statCard{TrendIsGrowth: true},
+		TokenCount:   statCard{TrendIsGrowth: true},
 	}
 	if invalid > 0 {
 		out.KeyCount.SubValueTip = trLang(l, msgInvalidKeysTip)
 	}
+	if a.logs != nil {
+		if err := a.requestCards(r.Context(), &out, standard); err != nil {
+			a.failDB(w, r, err)
+			return
+		}
+	}
 	out.SecurityWarnings = a.securityWarnings(l, global, groups)
+	ok(w, r, out)
+}
+
+// requestCards fills the cards computed from request logs (API.md 5.1).
+func (a *admin) requestCards(ctx context.Context, out *dashboardStatsJSON, standard []uint64) error {
+	now := a.now()
+	cur, err := a.logs.CountFinal(ctx, now.Add(-10*time.Minute), now)
+	if err != nil {
+		return err
+	}
+	prev, err := a.logs.CountFinal(ctx, now.Add(-20*time.Minute), now.Add(-10*time.Minute))
+	if err != nil {
+		return err
+	}
+	out.RPM = growthCard(float64(cur)/10, float64(prev)/10)
+
+	if standard == nil {
+		standard = []uint64{}
+	}
+	hours, err := a.logs.Hourly(ctx, standard, now.Add(-48*time.Hour), now)
+	if err != nil {
+		return err
+	}
+	var c, p sqllog.HourRow // the last 24 hours and the 24 before
+	dayAgo := now.Add(-24 * time.Hour)
+	for _, h := range hours {
+		w := &p
+		if !h.Time.Before(dayAgo) {
+			w = &c
+		}
+		w.Success += h.Success
+		w.Failure += h.Failure
+		w.TotalTokens += h.TotalTokens
+	}
+	out.RequestCount = growthCard(float64(c.Success+c.Failure), float64(p.Success+p.Failure))
+	out.TokenCount = growthCard(float64(c.TotalTokens), float64(p.TotalTokens))
+	out.ErrorRate = errorRateCard(errorRate(c), errorRate(p))
+	return nil
+}
+
+// growthCard is a card whose trend is the change in percent (API.md 5.1): 100 when it
+// grew from nothing, 0 when both are nothing.
+func growthCard(cur, prev float64) statCard {
+	c := statCard{Value: round(cur, 2), TrendIsGrowth: true}
+	switch {
+	case prev > 0:
+		t := (cur - prev) / prev * 100
+		c.Trend, c.TrendIsGrowth = round(t, 1), t >= 0
+	case cur > 0:
+		c.Trend = 100
+	}
+	return c
+}
+
+// errorRateCard is the error rate card: its trend is in percentage points, and a fall
+// is the good direction.
+func errorRateCard(cur, prev float64) statCard {
+	c := statCard{Value: round(cur, 2), TrendIsGrowth: true}
+	switch {
+	case prev > 0:
+		t := cur - prev
+		c.Trend, c.TrendIsGrowth = round(t, 2), t < 0
+	case cur > 0:
+		c.Trend, c.TrendIsGrowth = round(cur, 2), false
+	}
+	return c
+}
+
+func errorRate(h sqllog.HourRow) float64 {
+	if total := h.Success + h.Failure; total > 0 {
+		return float64(h.Failure) / float64(total) * 100
+	}
+	return 0
+}
+
+func round(v float64, places int) float64 {
+	p := math.Pow(10, float64(places))
+	return math.Round(v*p) / p
+}
+
+type chartDataset struct {
+	Label string  `json:"label"`
+	Data  []int64 `json:"data"`
+	Color string  `json:"color"`
+}
+
+type chartJSON struct {
+	Labels   []string       `json:"labels"`
+	Datasets []chartDataset `json:"datasets"`
+}
+
+// dashboardChart is GET /api/dashboard/chart (API.md 5.3): successes and failures of
+// the last 24 hours, hour by hour, the current one last; labels are hour starts in the
+// server's local time. Without groupId it sums the standard groups; with it, that group
+// (an aggregate's figures are its members' traffic through it).
+func (a *admin) dashboardChart(w http.ResponseWriter, r *http.Request) {
+	var ids []uint64
+	if s := r.URL.Query().Get("groupId"); s != "" {
+		id, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || id == 0 {
+			fail(w, r, errBadRequest(msgInvalidGroupID))
+			return
+		}
+		ids = []uint64{id}
+	} else {
+		ids = read(a.state, func(s *domain.State) []uint64 {
+			out := []uint64{}
+			for _, g := range s.Groups() {
+				if g.Type == domain.GroupStandard {
+					out = append(out, g.ID)
+				}
+			}
+			return out
+		})
+	}
+	first := a.now().Truncate(time.Hour).Add(-23 * time.Hour)
+	out := chartJSON{Labels: make([]string, 24), Datasets: []chartDataset{
+		{Label: tr(r, msgChartSuccess), Data: make([]int64, 24), Color: "rgba(10, 200, 110, 1)"},
+		{Label: tr(r, msgChartFailed), Data: make([]int64, 24), Color: "rgba(255, 70, 70, 1)"},
+	}}
+	for i := range out.Labels {
+		out.Labels[i] = first.Add(time.Duration(i) * time.Hour).Local().Format(time.RFC3339)
+	}
+	if a.logs != nil {
+		hours, err := a.logs.Hourly(r.Context(), ids, first, first.Add(24*time.Hour))
+		if err != nil {
+			a.failDB(w, r, err)
+			return
+		}
+		for _, h := range hours {
+			if i := int(h.Time.Sub(first) / time.Hour); i >= 0 && i < 24 {
+				out.Datasets[0].Data[i] += h.Success
+				out.Datasets[1].Data[i] += h.Failure
+			}
+		}
+	}
 	ok(w, r, out)
 }
 

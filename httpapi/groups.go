@@ -274,8 +274,9 @@ func keyStatsOf(s *domain.State, g *domain.Group) keyStats {
 	return keyStats{TotalKeys: ks.Len(), ActiveKeys: ks.Active(), InvalidKeys: ks.Invalid()}
 }
 
-// groupStats is GET /api/groups/{id}/stats. The request figures come from the request
-// logs, which arrive with their own issue: until then they are zero.
+// groupStats is GET /api/groups/{id}/stats (API.md 2.11): key counts from the state,
+// request figures of the last 24 hours, 7 days and 30 days from the hourly figures (the
+// hours that start in [H+1h−N h, H+1h), H the start of the current hour).
 func (a *admin) groupStats(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "id", msgInvalidGroupID)
 	if err != nil {
@@ -292,6 +293,29 @@ func (a *admin) groupStats(w http.ResponseWriter, r *http.Request) {
 	if !found {
 		fail(w, r, errNotFound(msgGroupNotFound))
 		return
+	}
+	if a.logs != nil {
+		end := a.now().Truncate(time.Hour).Add(time.Hour)
+		hours, err := a.logs.Hourly(r.Context(), []uint64{id}, end.Add(-720*time.Hour), end)
+		if err != nil {
+			a.failDB(w, r, err)
+			return
+		}
+		for _, w := range []struct {
+			n   time.Duration
+			out *requestStats
+		}{{24, &out.Stats24Hour}, {168, &out.Stats7Day}, {720, &out.Stats30Day}} {
+			from := end.Add(-w.n * time.Hour)
+			for _, h := range hours {
+				if !h.Time.Before(from) {
+					w.out.TotalRequests += h.Success + h.Failure
+					w.out.FailedRequests += h.Failure
+				}
+			}
+			if w.out.TotalRequests > 0 {
+				w.out.FailureRate = round(float64(w.out.FailedRequests)/float64(w.out.TotalRequests), 4)
+			}
+		}
 	}
 	ok(w, r, out)
 }

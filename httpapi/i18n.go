@@ -117,6 +117,11 @@ const (
 	msgCategoryRequest      msgID = "category_request"
 	msgCategoryKey          msgID = "category_key"
 	msgValidationTaskFailed msgID = "validation_failed"
+	msgDatabase             msgID = "database_error"
+	msgLogsUnavailable      msgID = "logs_unavailable"
+	msgExportFailed         msgID = "export_failed"
+	msgChartSuccess         msgID = "chart_success"
+	msgChartFailed          msgID = "chart_failed"
 )
 
 // messages holds every fixed message in English, Simplified Chinese and Japanese.
@@ -164,6 +169,11 @@ var messages = map[msgID][numLangs]string{
 	msgKeyNotInGroup:     {"Key does not exist in this group or has been removed.", "该密钥不在此分组中或已被删除。", "このキーはこのグループに存在しないか、削除されています。"},
 	msgInvalidSettings:   {"Invalid settings: %s", "设置无效：%s", "設定が無効です: %s"},
 	msgInvalidKeysTip:    {"Invalid keys", "无效密钥", "無効なキー"},
+	msgDatabase:          {"Database error", "数据库错误", "データベースエラー"},
+	msgLogsUnavailable:   {"Request logs are not available on this node", "此节点不提供请求日志", "このノードではリクエストログを利用できません"},
+	msgExportFailed:      {"Failed to export logs", "导出日志失败", "ログのエクスポートに失敗しました"},
+	msgChartSuccess:      {"Success", "成功请求", "成功"},
+	msgChartFailed:       {"Failed", "失败请求", "失敗"},
 	msgWarnAuthKeyMissing: {
 		"AUTH_KEY is not set: the admin API is not protected", "未设置 AUTH_KEY：管理接口没有保护", "AUTH_KEY が設定されていません: 管理 API が保護されていません",
 	},

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog/hlog"
+
 	"gpt-load/domain"
 	"gpt-load/events"
 )
@@ -21,9 +23,9 @@ type keyJSON struct {
 	GroupID       uint64     `json:"group_id"`
 	Status        string     `json:"status"`
 	Notes         string     `json:"notes"`
-	RequestCount  int64      `json:"request_count"` // from request logs, which come later: 0 for now
+	RequestCount  int64      `json:"request_count"` // successful requests, from key_usage
 	FailureCount  uint32     `json:"failure_count"`
-	LastUsedAt    *time.Time `json:"last_used_at"` // from request logs, which come later: null for now
+	LastUsedAt    *time.Time `json:"last_used_at"` // the latest successful request, from key_usage
 	CreatedAt     time.Time  `json:"created_at"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	CooldownUntil *time.Time `json:"cooldown_until"` // null when the key is not resting
@@ -207,8 +209,9 @@ func (a *admin) listKeys(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// gpt-load orders keys by last_used_at descending (never-used keys last), then id
-		// descending. last_used_at comes from request logs, which arrive with a later
-		// issue; until then no key has been used, and id descending is that same order.
+		// descending. last_used_at lives in SQL (key_usage), and ordering by it would
+		// read the usage of every key of the group for each page: we keep id descending
+		// and read the usage of the page's keys only.
 		ks.EachDesc(func(k *domain.Key) bool {
 			if !match(k) {
 				return true
@@ -227,7 +230,32 @@ func (a *admin) listKeys(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, errNotFound(msgGroupNotFound))
 		return
 	}
+	a.addKeyUsage(r, gid, items)
 	ok(w, r, newPage(items, page, size, total))
+}
+
+// addKeyUsage fills request_count and last_used_at of a page of keys from key_usage,
+// in one query. The keys list stays available when SQL is not: the figures are then
+// left empty and the failure logged.
+func (a *admin) addKeyUsage(r *http.Request, gid uint64, items []keyJSON) {
+	if a.logs == nil || len(items) == 0 {
+		return
+	}
+	hashes := make([]string, len(items))
+	for i, k := range items {
+		hashes[i] = k.KeyHash
+	}
+	usage, err := a.logs.KeyUsage(r.Context(), gid, hashes)
+	if err != nil {
+		hlog.FromRequest(r).Warn().Err(err).Uint64("group_id", gid).Msg("key usage unavailable: keys listed without it")
+		return
+	}
+	for i := range items {
+		if u, ok := usage[items[i].KeyHash]; ok {
+			t := u.LastUsedAt.Local()
+			items[i].RequestCount, items[i].LastUsedAt = u.RequestCount, &t
+		}
+	}
 }
 
 // exportBatch is how many keys an export copies per hold of the state's lock: a slow

@@ -115,6 +115,22 @@ var (
 	groupBodySchema = object("group_id", integer("group id"))
 )
 
+// logFilterParams are the filters of GET /api/logs and its export (API.md 6.2).
+var logFilterParams = []schema{
+	queryParam("group_name", "part of the serving group's name", str(""), false),
+	queryParam("parent_group_name", "part of the aggregate's name", str(""), false),
+	queryParam("model", "part of the model name", str(""), false),
+	queryParam("error_contains", "part of the error message", str(""), false),
+	queryParam("key_value", "exact upstream key (compared by hash)", str(""), false),
+	queryParam("is_success", "true or false; other values are ignored", str(""), false),
+	queryParam("request_type", "retry or final", str(""), false),
+	queryParam("status_code", "exact status; other values are ignored", str(""), false),
+	queryParam("source_ip", "exact client address", str(""), false),
+	queryParam("proxy_key", "proxy key fingerprint (12 hex digits) or the key itself (ours)", str(""), false),
+	queryParam("start_time", "RFC 3339, inclusive", str(""), false),
+	queryParam("end_time", "RFC 3339, inclusive", str(""), false),
+}
+
 func with(params ...[]schema) []schema {
 	var out []schema
 	for _, p := range params {
@@ -165,8 +181,8 @@ func apiOps() []apiOp {
 		{method: "DELETE", path: "/api/groups/{id}", tag: "groups", summary: "Delete a group, its keys and its aggregate links",
 			params: []schema{groupIDParam}, errors: []int{400, 404}},
 		{method: "GET", path: "/api/groups/{id}/stats", tag: "groups", summary: "Key counts and request figures of a group",
-			description: "Request figures come from request logs and are zero until those are recorded.",
-			params:      []schema{groupIDParam}, data: ref("GroupStats"), errors: []int{400, 404}},
+			description: "Request figures are summed from the hourly figures of request logs (an aggregate's are its members' traffic through it). 500 DATABASE_ERROR when SQL fails.",
+			params:      []schema{groupIDParam}, data: ref("GroupStats"), errors: []int{400, 404, 500}},
 		{method: "POST", path: "/api/groups/{id}/copy", tag: "groups", summary: "Copy a group under a free name",
 			description: "Keys of groups larger than 5000 keys are copied by the import task; when another task runs, the copy is made without its keys and the message says so.",
 			params:      []schema{groupIDParam}, body: object("?copy_keys", enum("", "none", "valid_only", "all")),
@@ -185,7 +201,8 @@ func apiOps() []apiOp {
 			errors: []int{400, 404}},
 
 		{method: "GET", path: "/api/keys", tag: "keys", summary: "A page of a group's keys, by id descending",
-			description: "key_value finds one key by its exact text; search matches a prefix of the key hash (hex) or a part of the masked value (first and last four characters around ****).",
+			description: "key_value finds one key by its exact text; search matches a prefix of the key hash (hex) or a part of the masked value (first and last four characters around ****). " +
+				"request_count and last_used_at come from the request logs in SQL (one query per page); when SQL cannot answer, the keys are listed without them.",
 			params: with([]schema{groupIDQuery}, pageParams, []schema{
 				queryParam("status", "only keys with this status", ref("KeyStatus"), false),
 				queryParam("key_value", "exact key text", str(""), false),
@@ -230,7 +247,34 @@ func apiOps() []apiOp {
 			description: "Any subset of the settings. Every bad entry is named in one 400 VALIDATION_ERROR.",
 			body:        schema{"type": "object", "additionalProperties": true}, errors: []int{400}},
 		{method: "GET", path: "/api/dashboard/stats", tag: "dashboard", summary: "Key counts, request figures and security warnings",
-			description: "Request figures come from request logs and are zero until those are recorded.", data: ref("DashboardStats")},
+			description: "rpm counts final request logs of the last 10 minutes against the 10 before; request_count, error_rate and token_count (ours) sum the hourly figures of standard groups over the last 24 hours against the 24 before. 500 DATABASE_ERROR when SQL fails.",
+			data:        ref("DashboardStats"), errors: []int{500}},
+		{method: "GET", path: "/api/dashboard/chart", tag: "dashboard", summary: "Successes and failures of the last 24 hours, hour by hour",
+			description: "Labels are hour starts in the server's local time, oldest first, ending with the current hour. Without groupId, the sum over standard groups.",
+			params:      []schema{queryParam("groupId", "only this group (aggregates allowed)", integer(""), false)},
+			data:        ref("Chart"), errors: []int{400, 500}},
+		{method: "GET", path: "/api/logs", tag: "logs", summary: "A page of request logs, newest first",
+			description: "Counting stops at 10,000 matches (or just past the page asked for): beyond that, total_items is a lower bound and pagination.total_is_lower_bound is true. " +
+				"group_name and parent_group_name match the names groups have now (any case), resolved to group ids. 503 when this node has no SQL log store.",
+			params: with(pageParams, logFilterParams), data: object("items", arrayOf(ref("RequestLog")), "pagination", ref("LogPagination")),
+			errors: []int{500, 503}},
+		{method: "GET", path: "/api/logs/export", tag: "logs", summary: "Export request logs as CSV (streamed)",
+			description: "Default (and distinct=keys): gpt-load's key export, one line key_value,group_name,status_code per distinct key of the matching logs, from its newest log, keys in clear, by key hash. " +
+				"format=csv-logs: the matching logs themselves, newest first, read in batches so memory stays bounded, key values masked. A failure before the first line is 500 {\"error\": ...}; a later one cuts the response.",
+			params: with(logFilterParams, []schema{
+				queryParam("format", "csv-keys (default) or csv-logs", enum("csv-keys", "csv-logs"), false),
+				queryParam("distinct", "keys: the key export (gpt-load's spelling of the default)", enum("keys"), false),
+			}), success: schema{"type": "string", "contentMediaType": "text/csv"}, errors: []int{400, 500, 503}},
+		{method: "GET", path: "/api/usage", tag: "logs", summary: "Requests and tokens by hour, day, model, upstream key or proxy key (ours)",
+			description: "From the hourly usage rollup, which is kept beyond the request logs' retention. requests counts a client's requests (retries left out), failures those that failed; tokens count every attempt. " +
+				"from is rounded down to its hour; days begin at the server's local midnight; by=hour covers at most 31 days. 503 when this node has no SQL log store.",
+			params: []schema{
+				queryParam("group_id", "only this group (for an aggregate: the traffic that came through it)", integer(""), false),
+				queryParam("proxy_key", "only this proxy key: its fingerprint (12 hex digits) or the key itself, reduced to its fingerprint", str(""), false),
+				queryParam("from", "RFC 3339; default to minus 24 hours", dateTime(), false),
+				queryParam("to", "RFC 3339, exclusive; default now", dateTime(), false),
+				queryParam("by", "grouping, hour by default", enum("hour", "day", "model", "key", "proxy_key"), false),
+			}, data: ref("Usage"), errors: []int{400, 500, 503}},
 		{method: "GET", path: "/api/dashboard/encryption-status", tag: "dashboard", summary: "Whether stored keys match ENCRYPTION_KEY", data: ref("EncryptionStatus")},
 		{method: "GET", path: "/api/audit", tag: "audit", summary: "The event history, newest first (ours)",
 			description: "Straight from the event log: who (actor, node), when, what, and what changed, with secrets masked.",
@@ -273,7 +317,7 @@ func components() schema {
 		"GroupStats": object("key_stats", ref("KeyCounts"), "stats_24_hour", ref("RequestStats"), "stats_7_day", ref("RequestStats"),
 			"stats_30_day", ref("RequestStats")),
 		"Key": object("id", integer(""), "key_value", str("in clear"), "key_hash", str("hex"), "group_id", integer(""),
-			"status", ref("KeyStatus"), "notes", str(""), "request_count", integer("0 until request logs are recorded"),
+			"status", ref("KeyStatus"), "notes", str(""), "request_count", integer("successful requests, from the request logs"),
 			"failure_count", integer("consecutive counted failures"), "last_used_at", nullable(dateTime()),
 			"created_at", dateTime(), "updated_at", dateTime(), "cooldown_until", nullable(dateTime()),
 			"last_error", str("masked reason of the last counted failure"), "disabled", boolean()),
@@ -290,7 +334,24 @@ func components() schema {
 		"StatCard":        object("value", number(), "?sub_value", integer(""), "?sub_value_tip", str(""), "trend", number(), "trend_is_growth", boolean()),
 		"SecurityWarning": object("type", str(""), "message", str(""), "severity", enum("high", "medium"), "suggestion", str("")),
 		"DashboardStats": object("key_count", ref("StatCard"), "rpm", ref("StatCard"), "request_count", ref("StatCard"),
-			"error_rate", ref("StatCard"), "security_warnings", arrayOf(ref("SecurityWarning"))),
+			"error_rate", ref("StatCard"), "token_count", ref("StatCard"), "security_warnings", arrayOf(ref("SecurityWarning"))),
+		"Chart": object("labels", arrayOf(dateTime()), "datasets", arrayOf(object("label", str(""), "data", arrayOf(integer("")), "color", str("")))),
+		"RequestLog": object("id", str("UUID"), "timestamp", dateTime(), "group_id", integer(""), "group_name", str(""),
+			"parent_group_id", integer("the aggregate, 0 when none"), "parent_group_name", str(""),
+			"key_value", str("in clear; failed-to-decrypt when it cannot be decrypted; empty when no key was chosen"), "key_hash", str(""),
+			"model", str(""), "is_success", boolean(), "source_ip", str(""), "status_code", integer(""), "request_path", str(""),
+			"duration_ms", integer(""), "error_message", str(""), "user_agent", str(""), "request_type", enum("retry", "final"),
+			"upstream_addr", str(""), "is_stream", boolean(), "request_body", str(""),
+			"prompt_tokens", integer(""), "completion_tokens", integer(""), "total_tokens", integer(""),
+			"proxy_key_fp", str("first 12 hex digits of the SHA-256 of the proxy key used"), "proxy_key_name", str("global or group")),
+		"LogPagination": object("page", integer(""), "page_size", integer(""), "total_items", integer("exact, or a lower bound (see total_is_lower_bound)"),
+			"total_pages", integer(""), "total_is_lower_bound", boolean()),
+		"UsageFigures": object("requests", integer(""), "failures", integer(""), "prompt_tokens", integer(""), "completion_tokens", integer(""), "total_tokens", integer("")),
+		"Usage": object("from", dateTime(), "to", dateTime(), "by", enum("hour", "day", "model", "key", "proxy_key"),
+			"items", arrayOf(object("?time", dateTime(), "?model", str(""), "?group_id", integer(""), "?group_name", str(""), "?key_id", integer(""),
+				"?proxy_key_fp", str(""), "?proxy_key_name", str(""), "requests", integer(""), "failures", integer(""),
+				"prompt_tokens", integer(""), "completion_tokens", integer(""), "total_tokens", integer(""))),
+			"totals", ref("UsageFigures")),
 		"EncryptionStatus": object("has_mismatch", boolean(), "scenario_type", enum("", "data_not_encrypted", "key_not_configured", "key_mismatch"),
 			"message", str(""), "suggestion", str("")),
 		"IntegrationGroup": object("name", str(""), "display_name", str(""), "channel_type", str("the group's, or custom"), "path", str("")),
@@ -383,7 +444,7 @@ func OpenAPI() map[string]any {
 		},
 		"tags": []schema{
 			{"name": "auth"}, {"name": "groups"}, {"name": "aggregates"}, {"name": "keys"}, {"name": "tasks"},
-			{"name": "settings"}, {"name": "dashboard"}, {"name": "integration"}, {"name": "audit"}, {"name": "system"},
+			{"name": "settings"}, {"name": "dashboard"}, {"name": "logs"}, {"name": "integration"}, {"name": "audit"}, {"name": "system"},
 		},
 		"security": []schema{{"bearer": []string{}}, {"keyQuery": []string{}}, {"apiKey": []string{}}, {"googApiKey": []string{}}},
 		"paths":    paths,

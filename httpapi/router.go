@@ -89,6 +89,9 @@ type Deps struct {
 	Stream LogPosition
 	Conn   Connection
 	Health HealthConfig
+	// Logs reads request logs from SQL (logs, exports, dashboard figures, group stats,
+	// key usage, usage); nil makes the log routes answer 503 and the figures zero.
+	Logs LogQueries
 }
 
 // New builds the router: /health, the admin API under /api (when d.Commands is set), the
@@ -168,6 +171,7 @@ type admin struct {
 	state  Projection
 	audit  AuditLog
 	cipher *events.Cipher
+	logs   LogQueries
 	tasks  *tasks.Runner
 	auth   authKey
 	now    func() time.Time
@@ -184,7 +188,7 @@ func newAdmin(d Deps) *admin {
 		store = tasks.NewMemory(d.Now)
 	}
 	return &admin{
-		d: d, cmd: d.Commands, state: d.State, audit: d.Audit, cipher: d.Cipher,
+		d: d, cmd: d.Commands, state: d.State, audit: d.Audit, cipher: d.Cipher, logs: d.Logs,
 		tasks: tasks.NewRunner(store, d.Log.With().Str("component", "tasks").Logger(), d.Now),
 		auth:  newAuthKey(d.AuthKey),
 		now:   d.Now,
@@ -248,6 +252,10 @@ func (a *admin) routes(r chi.Router) {
 				r.Put("/settings", a.putSettings)
 				r.Get("/dashboard/stats", a.dashboardStats)
 				r.Get("/dashboard/encryption-status", a.encryptionStatus)
+				r.Get("/dashboard/chart", a.dashboardChart)
+				r.Get("/logs", a.listLogs)
+				r.Get("/logs/export", a.exportLogs)
+				r.Get("/usage", a.usage)
 				r.Get("/audit", a.auditTrail)
 			})
 		})
