@@ -24,6 +24,7 @@ import (
 	"gpt-load/events/embedded"
 	"gpt-load/httpapi"
 	"gpt-load/projections"
+	"gpt-load/projections/sqllog"
 	"gpt-load/projections/sqlstore"
 	"gpt-load/proxy"
 )
@@ -174,6 +175,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 				AllowedHeaders: cfg.CORS.AllowedHeaders, AllowCredentials: cfg.CORS.AllowCredentials,
 			},
 			MaxRequests: cfg.MaxConcurrentRequests, Stream: n.store, Conn: n.nc,
+			Logs: sqllog.NewQueries(n.db),
 		}),
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: min(cfg.ReadTimeout, 30*time.Second),
