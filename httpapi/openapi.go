@@ -254,7 +254,7 @@ func apiOps() []apiOp {
 			params:      []schema{queryParam("groupId", "only this group (aggregates allowed)", integer(""), false)},
 			data:        ref("Chart"), errors: []int{400, 500}},
 		{method: "GET", path: "/api/logs", tag: "logs", summary: "A page of request logs, newest first",
-			description: "Counting stops at 10,000 matches (or just past the page asked for): beyond that, total_items is a lower bound and pagination.total_is_lower_bound is true. " +
+			description: "Counting stops at 10,000 matches (or just past the page asked for; with error_contains, which no index serves, one past the page): beyond that, total_items is a lower bound and pagination.total_is_lower_bound is true. " +
 				"group_name and parent_group_name match the names groups have now (any case), resolved to group ids. 503 when this node has no SQL log store.",
 			params: with(pageParams, logFilterParams), data: object("items", arrayOf(ref("RequestLog")), "pagination", ref("LogPagination")),
 			errors: []int{500, 503}},
