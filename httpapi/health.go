@@ -10,7 +10,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"gpt-load/events"
+	"gpt-load/projections/sqllog"
 )
+
+// RequestLogBacklog reports what waits in the request-log stream to be written to SQL;
+// *sqllog.Projector implements it.
+type RequestLogBacklog interface {
+	Backlog() sqllog.Backlog
+}
 
 // LogPosition reads the end of the event log; *events.Store implements it.
 type LogPosition interface {
@@ -36,6 +43,9 @@ type HealthConfig struct {
 	// must not become a flood of JetStream requests.
 	ProbeTimeout time.Duration
 	ProbeEvery   time.Duration
+	// RequestLogs, when set, adds the request-log backlog to the body. It never makes
+	// the node unhealthy: the proxy serves while logs wait in JetStream.
+	RequestLogs RequestLogBacklog
 }
 
 func (c *HealthConfig) setDefaults() {
@@ -85,6 +95,43 @@ type healthBody struct {
 	Node        string           `json:"node"`
 	Projections healthProjection `json:"projections"`
 	NATS        *healthNATS      `json:"nats,omitempty"`
+	RequestLogs *healthReqLogs   `json:"request_logs,omitempty"`
+}
+
+// healthReqLogs is the request-log backlog: messages of GL_REQLOG not written to SQL yet,
+// against the stream's limits (past them JetStream drops the oldest, written or not).
+type healthReqLogs struct {
+	BacklogMessages  uint64  `json:"backlog_messages"`
+	BacklogBytes     int64   `json:"backlog_bytes"` // estimated from the stream's mean message size
+	OldestPendingAge string  `json:"oldest_pending_age"`
+	MaxBytes         int64   `json:"max_bytes"`
+	MaxAge           string  `json:"max_age"`
+	UsedOfLimit      float64 `json:"used_of_limit"` // the larger share of either limit, 0..1
+	ParkedMessages   uint64  `json:"parked_messages"`
+	ParkedRecords    uint64  `json:"parked_records"`
+	SQL              string  `json:"sql"` // "ok" or "unreachable"
+	Error            string  `json:"error,omitempty"`
+}
+
+func reqLogHealth(b sqllog.Backlog) *healthReqLogs {
+	r := &healthReqLogs{
+		BacklogMessages: b.Messages, BacklogBytes: b.Bytes,
+		OldestPendingAge: b.OldestAge.Round(time.Millisecond).String(),
+		MaxBytes:         b.MaxBytes, MaxAge: b.MaxAge.String(),
+		ParkedMessages: b.ParkedMsgs, ParkedRecords: b.ParkedRecords,
+		SQL: "ok", Error: b.Err,
+	}
+	if b.SQLDown {
+		r.SQL = "unreachable"
+	}
+	if b.MaxBytes > 0 {
+		r.UsedOfLimit = float64(b.Bytes) / float64(b.MaxBytes)
+	}
+	if b.MaxAge > 0 {
+		r.UsedOfLimit = max(r.UsedOfLimit, float64(b.OldestAge)/float64(b.MaxAge))
+	}
+	r.UsedOfLimit = float64(int(r.UsedOfLimit*1e4)) / 1e4
+	return r
 }
 
 type healthProjection struct {
@@ -123,6 +170,9 @@ func (h *healthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.d.Stream != nil || h.d.Conn != nil {
 		h.check(r.Context(), now, caughtUp, applied, &body, unhealthy)
+	}
+	if h.cfg.RequestLogs != nil {
+		body.RequestLogs = reqLogHealth(h.cfg.RequestLogs.Backlog())
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfterStarting/time.Second)))

@@ -39,6 +39,10 @@ const (
 	defaultNATSReplicas          = 1
 	maxNATSReplicas              = 5
 	minKeyLength                 = 16
+	defaultReqLogMaxAge          = 72 * time.Hour
+	defaultReqLogMaxBytes        = 1 << 30
+	minReqLogMaxAge              = time.Minute
+	minReqLogMaxBytes            = 1 << 20
 )
 
 // Config is the static configuration of a node, read once at start-up from the
@@ -79,6 +83,10 @@ type Config struct {
 	NodeName      string // NODE_NAME; default the host name
 	MetricsPublic bool   // METRICS_PUBLIC
 
+	// ReqLog bounds the GL_REQLOG stream, the buffer between the proxy and SQL: a log
+	// waiting longer than MaxAge, or beyond MaxBytes of waiting logs, is dropped unwritten.
+	ReqLog ReqLogConfig
+
 	// Warnings are non-fatal findings for main to log at start-up. They never
 	// contain a secret.
 	Warnings []string
@@ -113,6 +121,12 @@ type NATSConfig struct {
 	TLSCert  string   // NATS_TLS_CERT
 	TLSKey   string   // NATS_TLS_KEY
 	Replicas int      // NATS_REPLICAS, 1..5
+}
+
+// ReqLogConfig holds the limits of the request-log stream.
+type ReqLogConfig struct {
+	MaxAge   time.Duration // REQLOG_MAX_AGE, a Go duration (72h), at least 1m
+	MaxBytes int64         // REQLOG_MAX_BYTES, bytes or with a unit (512MiB, 2GiB), at least 1 MiB
 }
 
 // LoadConfig reads the configuration from lookup (os.LookupEnv in production)
@@ -174,6 +188,8 @@ func LoadConfig(lookup func(string) (string, bool), dotenvPath string) (Config, 
 	c.Log.Level = defaultLogLevel
 	env.Level("LOG_LEVEL", &c.Log.Level)
 	env.Int("NATS_REPLICAS", &c.NATS.Replicas)
+	env.Duration("REQLOG_MAX_AGE", &c.ReqLog.MaxAge)
+	env.Bytes("REQLOG_MAX_BYTES", &c.ReqLog.MaxBytes)
 
 	var warnings []string
 	if c.ShutdownTimeout > 0 && c.ShutdownTimeout < minShutdownTimeout {
@@ -252,7 +268,9 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 	} else {
 		e.Strs("nats", redactedURLs(c.NATS.URLs))
 	}
-	e.Int("nats_replicas", c.NATS.Replicas)
+	e.Int("nats_replicas", c.NATS.Replicas).
+		Str("reqlog_max_age", c.ReqLog.MaxAge.String()).
+		Int64("reqlog_max_bytes", c.ReqLog.MaxBytes)
 }
 
 // setDefaults fills every unset field: zero numbers, empty strings and lists.
@@ -300,6 +318,12 @@ func (c *Config) setDefaults() {
 	c.NATS.setDefaults()
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname() // Validate reports an empty name
+	}
+	if c.ReqLog.MaxAge == 0 {
+		c.ReqLog.MaxAge = defaultReqLogMaxAge
+	}
+	if c.ReqLog.MaxBytes == 0 {
+		c.ReqLog.MaxBytes = defaultReqLogMaxBytes
 	}
 }
 
@@ -363,6 +387,12 @@ func (c Config) Validate() error {
 	}
 	if err := validNodeName(c.NodeName); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ReqLog.MaxAge < minReqLogMaxAge {
+		errs = append(errs, varErrorf("REQLOG_MAX_AGE", "must be at least %s, got %s", minReqLogMaxAge, c.ReqLog.MaxAge))
+	}
+	if c.ReqLog.MaxBytes < minReqLogMaxBytes {
+		errs = append(errs, varErrorf("REQLOG_MAX_BYTES", "must be at least 1MiB, got %d bytes", c.ReqLog.MaxBytes))
 	}
 	errs = append(errs, c.CORS.Validate(), c.Log.Validate(), c.NATS.Validate())
 	return errors.Join(errs...)
@@ -760,6 +790,51 @@ func (r *envReader) Seconds(name string, dst *time.Duration) {
 	default:
 		*dst = time.Duration(n) * time.Second
 	}
+}
+
+// Duration reads a Go duration ("72h", "90m"). Validate checks the range.
+func (r *envReader) Duration(name string, dst *time.Duration) {
+	v, ok := r.value(name)
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		r.fail(name, "%q is not a duration (e.g. 72h, 90m)", v)
+		return
+	}
+	*dst = d
+}
+
+// byteUnits are the units Bytes accepts, longest first.
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{
+	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1},
+}
+
+// Bytes reads a size: a whole number of bytes, or one with a unit (512MiB, 2GiB, 1GB).
+// Validate checks the range.
+func (r *envReader) Bytes(name string, dst *int64) {
+	v, ok := r.value(name)
+	if !ok {
+		return
+	}
+	num, mult := v, int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(strings.ToLower(v), strings.ToLower(u.suffix)) {
+			num, mult = strings.TrimSpace(v[:len(v)-len(u.suffix)]), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		r.fail(name, "%q is not a size (bytes, or e.g. 512MiB, 2GiB)", v)
+		return
+	}
+	*dst = n * mult
 }
 
 func (r *envReader) Level(name string, dst *zerolog.Level) {

@@ -111,6 +111,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"NATS_REPLICAS", c.NATS.Replicas, 1},
 		{"NODE_NAME", c.NodeName, host},
 		{"METRICS_PUBLIC", c.MetricsPublic, false},
+		{"REQLOG_MAX_AGE", c.ReqLog.MaxAge, 72 * time.Hour},
+		{"REQLOG_MAX_BYTES", c.ReqLog.MaxBytes, int64(1 << 30)},
 		{"ListenAddr", c.ListenAddr(), "0.0.0.0:3001"},
 		{"UsesEmbeddedNATS", c.UsesEmbeddedNATS(), true},
 	}
@@ -259,6 +261,21 @@ func TestLoadConfigValues(t *testing.T) {
 				t.Error("UsesEmbeddedNATS with NATS_URL set")
 			}
 		}},
+		{"request-log limits", map[string]string{"REQLOG_MAX_AGE": "168h", "REQLOG_MAX_BYTES": "20GiB"}, func(t *testing.T, c Config) {
+			if c.ReqLog.MaxAge != 168*time.Hour || c.ReqLog.MaxBytes != 20<<30 {
+				t.Errorf("got %+v", c.ReqLog)
+			}
+		}},
+		{"request-log limits in plain bytes and decimal units", map[string]string{"REQLOG_MAX_AGE": "90m", "REQLOG_MAX_BYTES": "5000000"}, func(t *testing.T, c Config) {
+			if c.ReqLog.MaxAge != 90*time.Minute || c.ReqLog.MaxBytes != 5_000_000 {
+				t.Errorf("got %+v", c.ReqLog)
+			}
+		}},
+		{"request-log size in MB", map[string]string{"REQLOG_MAX_BYTES": "512 MB"}, func(t *testing.T, c Config) {
+			if c.ReqLog.MaxBytes != 512e6 {
+				t.Errorf("MaxBytes = %d", c.ReqLog.MaxBytes)
+			}
+		}},
 		{"embedded NATS listener", map[string]string{"NATS_LISTEN": "127.0.0.1:4222"}, func(t *testing.T, c Config) {
 			if c.NATS.Listen != "127.0.0.1:4222" || !c.UsesEmbeddedNATS() {
 				t.Errorf("got %+v", c.NATS)
@@ -343,6 +360,14 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"nats replicas zero", map[string]string{"NATS_REPLICAS": "0"}, "NATS_REPLICAS", "must be between 1 and 5, got 0"},
 		{"nats replicas too many", map[string]string{"NATS_URL": "nats://n1", "NATS_REPLICAS": "7"}, "NATS_REPLICAS", "got 7"},
 		{"nats replicas on the embedded server", map[string]string{"NATS_REPLICAS": "3"}, "NATS_REPLICAS", "need NATS_URL"},
+		{"reqlog max age word", map[string]string{"REQLOG_MAX_AGE": "three days"}, "REQLOG_MAX_AGE", `"three days" is not a duration`},
+		{"reqlog max age in days", map[string]string{"REQLOG_MAX_AGE": "3d"}, "REQLOG_MAX_AGE", `"3d" is not a duration`},
+		{"reqlog max age too short", map[string]string{"REQLOG_MAX_AGE": "30s"}, "REQLOG_MAX_AGE", "must be at least 1m0s, got 30s"},
+		{"reqlog max age negative", map[string]string{"REQLOG_MAX_AGE": "-72h"}, "REQLOG_MAX_AGE", "must be at least"},
+		{"reqlog max bytes word", map[string]string{"REQLOG_MAX_BYTES": "lots"}, "REQLOG_MAX_BYTES", `"lots" is not a size`},
+		{"reqlog max bytes unknown unit", map[string]string{"REQLOG_MAX_BYTES": "1PiB"}, "REQLOG_MAX_BYTES", `"1PiB" is not a size`},
+		{"reqlog max bytes overflow", map[string]string{"REQLOG_MAX_BYTES": "99999999999TiB"}, "REQLOG_MAX_BYTES", "is not a size"},
+		{"reqlog max bytes too small", map[string]string{"REQLOG_MAX_BYTES": "1KiB"}, "REQLOG_MAX_BYTES", "must be at least 1MiB, got 1024 bytes"},
 		{"node name with a space", map[string]string{"NODE_NAME": "node 1"}, "NODE_NAME", `"node 1" may contain only`},
 		{"node name with a slash", map[string]string{"NODE_NAME": "a/b"}, "NODE_NAME", `"a/b"`},
 		{"node name with a star", map[string]string{"NODE_NAME": "node*"}, "NODE_NAME", `"node*"`},
@@ -661,8 +686,8 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", func(c *Config) {}, nil},
 		{"empty", func(c *Config) { *c = Config{} }, []string{
 			"PORT", "SERVER_READ_TIMEOUT", "SERVER_WRITE_TIMEOUT", "SERVER_IDLE_TIMEOUT",
-			"SERVER_GRACEFUL_SHUTDOWN_TIMEOUT", "AUTH_KEY", "DATA_DIR", "DATABASE_DSN",
-			"MAX_CONCURRENT_REQUESTS", "NODE_NAME", "LOG_FORMAT", "NATS_REPLICAS",
+			"SERVER_GRACEFUL_SHUTDOWN_TIMEOUT", "DATA_DIR", "DATABASE_DSN",
+			"MAX_CONCURRENT_REQUESTS", "NODE_NAME", "REQLOG_MAX_AGE", "REQLOG_MAX_BYTES", "LOG_FORMAT", "NATS_REPLICAS",
 		}},
 		{"sub-second timeout", func(c *Config) { c.ReadTimeout = -time.Second / 2 }, []string{"SERVER_READ_TIMEOUT"}},
 		{"trace level", func(c *Config) { c.Log.Level = zerolog.TraceLevel }, []string{"LOG_LEVEL"}},

@@ -40,6 +40,7 @@ type node struct {
 	commands *events.Commands
 	db       *bun.DB
 	reqlogs  *events.ReqLogPublisher
+	sqllog   *sqllog.Projector // request logs from GL_REQLOG into SQL
 	proxy    *proxy.Handler
 	valid    *proxy.Validator
 	taskCtx  context.Context // background admin tasks stop when it ends
@@ -124,6 +125,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	defer cancel()
 	n.store, err = events.OpenStore(openCtx, js, events.StoreConfig{
 		Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, Cipher: cipher,
+		ReqLogMaxAge: cfg.ReqLog.MaxAge, ReqLogMaxBytes: cfg.ReqLog.MaxBytes,
 	}, log.With().Str("component", "events").Logger())
 	if err != nil {
 		return nil, err
@@ -137,6 +139,10 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	if err := sqlstore.Migrate(openCtx, n.db); err != nil {
 		return nil, fmt.Errorf("migrate %s database: %w", sqlstore.DialectOf(cfg.DatabaseDSN), err)
 	}
+	// Every node runs the projector; they share its durable consumer, so each log is
+	// written once.
+	n.sqllog = sqllog.New(js, sqllog.NewWriter(n.db), n.db, sqllog.Config{},
+		log.With().Str("component", "sqllog").Logger())
 	snaps := events.NewSnapshots(filepath.Join(cfg.DataDir, "snapshots"), cipher)
 	n.proj = projections.New(n.store, snaps, projections.Config{Seed: seedSettings(cfg)},
 		log.With().Str("component", "projections").Logger())
@@ -175,7 +181,8 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 				AllowedHeaders: cfg.CORS.AllowedHeaders, AllowCredentials: cfg.CORS.AllowCredentials,
 			},
 			MaxRequests: cfg.MaxConcurrentRequests, Stream: n.store, Conn: n.nc,
-			Logs: sqllog.NewQueries(n.db),
+			Logs:   sqllog.NewQueries(n.db),
+			Health: httpapi.HealthConfig{RequestLogs: n.sqllog},
 		}),
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: min(cfg.ReadTimeout, 30*time.Second),
@@ -256,6 +263,12 @@ func (n *node) serve(ctx context.Context) error {
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return n.proj.Run(gctx) })
+	// The SQL projector runs on its own context: it stops after the proxy has handed its
+	// last request logs to the stream, finishing the batch it is writing.
+	logCtx, stopLogs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLogs()
+	logsDone := make(chan error, 1)
+	go func() { logsDone <- n.sqllog.Run(logCtx) }()
 	g.Go(func() error {
 		// Seed the settings once the log is read, so a restarted node never overwrites them.
 		if !n.waitCaughtUp(gctx) {
@@ -276,6 +289,20 @@ func (n *node) serve(ctx context.Context) error {
 				return fmt.Errorf("key revalidation: %w", err)
 			}
 			return nil
+		})
+		// Request-log retention runs where revalidation runs.
+		g.Go(func() error {
+			if !n.waitCaughtUp(gctx) {
+				return nil
+			}
+			days := func() int {
+				if v := n.proj.View(); v != nil {
+					return v.Settings.RequestLogRetentionDays
+				}
+				return 0
+			}
+			return sqllog.NewRetention(n.db, days, sqllog.RetentionConfig{},
+				n.log.With().Str("component", "retention").Logger()).Run(gctx)
 		})
 	}
 	g.Go(func() error {
@@ -308,6 +335,9 @@ func (n *node) serve(ctx context.Context) error {
 	if lerr := n.reqlogs.Close(closeCtx); lerr != nil {
 		n.log.Error().Err(lerr).Msg("request logs not flushed at shutdown")
 	}
+	// What is left in the stream is written by the next start (or another node).
+	stopLogs()
+	<-logsDone
 	stopRun()
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {

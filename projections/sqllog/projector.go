@@ -31,7 +31,8 @@ type Config struct {
 	// MaxDeliver is how many times a message is tried before it is parked (default 5).
 	MaxDeliver int
 	// AckWait is how long a fetched message may stay unacknowledged before JetStream
-	// hands it out again (default 30 s); the projector keeps it alive while it waits for
+	// hands it out again (default 10 s): the wait before another node takes over the
+	// batch of a node that died. The projector keeps it alive while it waits for
 	// the database.
 	AckWait time.Duration
 	// WriteTimeout bounds one transaction (default 20 s).
@@ -53,7 +54,7 @@ func (c *Config) setDefaults() {
 		c.MaxDeliver = 5
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = 10 * time.Second
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 20 * time.Second
