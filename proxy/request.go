@@ -454,21 +454,6 @@ func transportMessage(err error) string {
 	return "upstream connection failed: " + err.Error()
 }
 
-// mask replaces every occurrence of the upstream key in s (API.md 7.6).
-func mask(s, key string) string {
-	if key == "" || !strings.Contains(s, key) {
-		return s
-	}
-	return strings.ReplaceAll(s, key, domain.MaskKey(key))
-}
-
-func maskBytes(b []byte, key string) []byte {
-	if key == "" || !bytes.Contains(b, []byte(key)) {
-		return b
-	}
-	return bytes.ReplaceAll(b, []byte(key), []byte(domain.MaskKey(key)))
-}
-
 // answerFailure writes the final failure (API.md 7.6): the upstream's JSON error object
 // with its status, else the proxy's error in the client's shape; the key is masked.
 func (p *request) answerFailure(f *failure, key poolKey) {
@@ -512,6 +497,13 @@ func (p *request) writeRaw(status int, h http.Header, body []byte) {
 func (p *request) relayBuffered(resp *http.Response, raw []byte, key poolKey, upAddr, errMsg string) {
 	dst := p.w.Header()
 	copyHeader(dst, resp.Header)
+	if resp.StatusCode >= 400 {
+		// An error may echo the request, key included.
+		var plain bool
+		if raw, plain = maskBody(raw, resp.Header, key.Value); plain {
+			dst.Del("Content-Encoding")
+		}
+	}
 	dst.Set("Content-Length", fmt.Sprint(len(raw)))
 	p.w.WriteHeader(resp.StatusCode)
 	_, werr := p.w.Write(raw)
