@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -183,6 +184,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	rest, ok = cleanRest(rest)
+	if !ok {
+		writeError(w, shape, http.StatusBadRequest, channel.CodeBadRequest, "Path climbs above the group's root")
+		return
+	}
+
 	p := &request{
 		h: h, w: w, r: r, start: start, shape: shape,
 		rest: rest, rawQuery: rawQuery, group: gv, gs: gs,
@@ -236,4 +243,51 @@ func (h *Handler) clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// cleanRest resolves the dot segments of the client's path after the group (escaped, as
+// it came), so that an upstream which normalises paths cannot be led outside the
+// group's base path: "." and ".." count also when escaped (%2e, either case) or when
+// split by an escaped slash or a backslash (%2f, \, %5c), which some servers take for a
+// separator. A path without dot segments is returned as it is; a resolved one is
+// re-escaped segment by segment. ok is false when the path climbs above the root.
+func cleanRest(rest string) (string, bool) {
+	if !strings.Contains(rest, ".") && !strings.Contains(rest, "%2e") && !strings.Contains(rest, "%2E") {
+		return rest, true
+	}
+	dec, err := url.PathUnescape(rest)
+	if err != nil {
+		dec = rest
+	}
+	segs := strings.FieldsFunc(dec, func(r rune) bool { return r == '/' || r == '\\' })
+	dots := false
+	for _, s := range segs {
+		if s == "." || s == ".." {
+			dots = true
+			break
+		}
+	}
+	if !dots {
+		return rest, true
+	}
+	out := make([]string, 0, len(segs))
+	for _, s := range segs {
+		switch s {
+		case ".":
+		case "..":
+			if len(out) == 0 {
+				return "", false
+			}
+			out = out[:len(out)-1]
+		default:
+			out = append(out, url.PathEscape(s))
+		}
+	}
+	clean := "/" + strings.Join(out, "/")
+	if last := segs[len(segs)-1]; last == "." || last == ".." || strings.HasSuffix(dec, "/") {
+		if clean != "/" {
+			clean += "/"
+		}
+	}
+	return clean, true
 }

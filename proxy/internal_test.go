@@ -168,3 +168,35 @@ func TestSplitPath(t *testing.T) {
 		t.Fatal("empty group accepted")
 	}
 }
+
+func TestCleanRest(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"/v1/chat/completions", "/v1/chat/completions", true},
+		{"/v1beta/models/gemini-1.5-pro:generateContent", "/v1beta/models/gemini-1.5-pro:generateContent", true},
+		{"/v1/models/a%2Fb", "/v1/models/a%2Fb", true},
+		{"", "", true},
+		{"/v1/x/../chat/completions", "/v1/chat/completions", true},
+		{"/v1/./chat/./completions", "/v1/chat/completions", true},
+		{"/v1/x/%2e%2e/chat", "/v1/chat", true},
+		{"/v1/x/%2E./chat/", "/v1/chat/", true},
+		{"/v1/models/m:generate/..", "/v1/models/", true},
+		{"/x/../../../api/settings", "", false},
+		{"/x/%2e%2e%2f%2e%2e%2fapi/settings", "", false},
+		{"/x/..%2F..%2fapi", "", false},
+		{`/x\..\..\api`, "", false},
+		{"/x/..%5c..%5capi", "", false},
+		{"/..", "", false},
+		{"/...", "/...", true},
+		{"/v1/a..b/c", "/v1/a..b/c", true},
+	}
+	for _, tc := range cases {
+		got, ok := cleanRest(tc.in)
+		if ok != tc.ok || ok && got != tc.want {
+			t.Errorf("cleanRest(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
