@@ -163,27 +163,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gv, found := v.GroupByName(name)
-	shape := channel.ShapeOpenAI
-	if found {
-		shape = channel.ShapeFor(gv.ChannelType, rest)
-	}
 	key, rawQuery := ExtractKey(r)
 	if key == "" {
-		writeError(w, shape, http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
+		writeError(w, channel.ShapeForPath(rest), http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
 		return
 	}
-	if !found {
-		writeError(w, shape, http.StatusNotFound, channel.CodeNotFound, "Group not found")
-		return
-	}
+	// An unknown group and a group the key is not allowed in get the same answer, so
+	// group names cannot be probed with a proxy key of another group.
 	global := h.groups.globalKeys(v)
-	gs := h.groups.state(gv)
 	d := digestOf(key)
-	if !keyAllowed(&d, gs.keys, global) {
-		writeError(w, shape, http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
+	var gs *groupState
+	var allowed []digest
+	if found {
+		gs = h.groups.state(gv)
+		allowed = gs.keys
+	}
+	if !keyAllowed(&d, allowed, global) || !found {
+		writeError(w, channel.ShapeForPath(rest), http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
 		return
 	}
-
+	shape := channel.ShapeFor(gv.ChannelType, rest)
 	rest, ok = cleanRest(rest)
 	if !ok {
 		writeError(w, shape, http.StatusBadRequest, channel.CodeBadRequest, "Path climbs above the group's root")

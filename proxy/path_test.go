@@ -2,11 +2,14 @@ package proxy_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+
+	"gpt-load/domain"
 )
 
 // rawRequest sends a request line exactly as given (no client-side path cleaning) and
@@ -64,5 +67,33 @@ func TestDotSegmentsStayUnderTheGroupRoot(t *testing.T) {
 		if got := up.Calls()[n].Path; got != want {
 			t.Errorf("%s reached the upstream as %s, want %s", target, got, want)
 		}
+	}
+}
+
+// TestClientSessionHeadersStayHome: the client's cookies and proxy credentials are not
+// forwarded, unless a header rule of the group sets them.
+func TestClientSessionHeadersStayHome(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	up := newUpstream(t, nil)
+	gid := e.group("nocookie", groupOpts{upstreams: []string{up.URL}})
+	e.addKeys(gid, "k")
+	rules := e.group("cookierule", groupOpts{upstreams: []string{up.URL}, input: func(in *domain.GroupInput) {
+		in.HeaderRules = json.RawMessage(`[{"key":"Cookie","value":"tenant=${GROUP_NAME}","action":"set"}]`)
+	}})
+	e.addKeys(rules, "k2")
+	session := []string{"Cookie", "session=secret", "Proxy-Authorization", "Basic c2VjcmV0", "X-Keep", "1"}
+	if resp, _ := e.do("POST", e.url("nocookie", "/v1/chat/completions"), "sk-global", `{}`, session...); resp.StatusCode != 200 {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	c := up.Calls()[0]
+	if c.Header.Get("Cookie") != "" || c.Header.Get("Proxy-Authorization") != "" || c.Header.Get("X-Keep") != "1" {
+		t.Fatalf("upstream header %v", c.Header)
+	}
+	if resp, _ := e.do("POST", e.url("cookierule", "/v1/chat/completions"), "sk-global", `{}`, session...); resp.StatusCode != 200 {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	if got := up.Calls()[1].Header.Values("Cookie"); len(got) != 1 || got[0] != "tenant=cookierule" {
+		t.Fatalf("cookie set by a rule: %q", got)
 	}
 }

@@ -90,12 +90,32 @@ func TestProxyAuthErrors(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("wrong key: %d %s", resp.StatusCode, body)
 	}
-	resp, body = e.do("POST", e.url("nope", "/v1/messages"), "sk-global", `{}`)
-	if resp.StatusCode != 404 || !strings.Contains(body, "NOT_FOUND") {
-		t.Fatalf("unknown group: %d %s", resp.StatusCode, body)
+	// A valid proxy key of another group cannot tell an unknown group from a group it
+	// may not use: both answer the same 401, shaped by the path alone.
+	other := e.group("b1", groupOpts{upstreams: []string{up.URL}})
+	e.addKeys(other, "sk-upstream-b1")
+	for _, path := range []string{"/v1/messages", "/v1/chat/completions", "/v1beta/models/m:generateContent"} {
+		unknown, ubody := e.do("POST", e.url("nope", path), "sk-group-b1", `{}`)
+		foreign, fbody := e.do("POST", e.url("a1", path), "sk-group-b1", `{}`)
+		if unknown.StatusCode != 401 || foreign.StatusCode != 401 || ubody != fbody {
+			t.Fatalf("%s: unknown group %d %s, another team's group %d %s", path, unknown.StatusCode, ubody, foreign.StatusCode, fbody)
+		}
 	}
-	if n := len(up.Calls()); n != 0 {
-		t.Fatalf("%d upstream calls", n)
+	resp, body = e.do("POST", e.url("nope", "/v1/messages"), "", `{}`)
+	if resp.StatusCode != 401 {
+		t.Fatalf("unknown group without a key: %d %s", resp.StatusCode, body)
+	}
+	// Same for the integration info.
+	unknown, ubody := e.do("GET", e.url("nope", "/api/integration/info?key=sk-group-b1"), "", "")
+	foreign, fbody := e.do("GET", e.url("a1", "/api/integration/info?key=sk-group-b1"), "", "")
+	if unknown.StatusCode != foreign.StatusCode || ubody != fbody {
+		t.Fatalf("integration info: unknown group %d %s, another team's group %d %s", unknown.StatusCode, ubody, foreign.StatusCode, fbody)
+	}
+	if resp, _ := e.do("POST", e.url("b1", "/v1/chat/completions"), "sk-group-b1", `{}`); resp.StatusCode != 200 {
+		t.Fatalf("own group: %d", resp.StatusCode)
+	}
+	if n := len(up.Calls()); n != 1 {
+		t.Fatalf("%d upstream calls, want the own group's only", n)
 	}
 	// A proxy key removed from the group is refused at once.
 	if _, err := e.cmd.UpdateGroup(context.Background(), "admin", gid, domain.GroupInput{ProxyKeys: new("sk-other")}); err != nil {

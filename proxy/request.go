@@ -638,8 +638,8 @@ func (p *request) upstreamHeader() http.Header {
 	return h
 }
 
-// upstreamHeader is the client's header minus credentials, hop-by-hop headers and those
-// the transport writes itself.
+// upstreamHeader is the client's header minus credentials, cookies, hop-by-hop headers
+// (Proxy-Authorization among them) and those the transport writes itself.
 func upstreamHeader(in http.Header) http.Header {
 	out := make(http.Header, len(in))
 	var connTokens string
@@ -648,7 +648,10 @@ func upstreamHeader(in http.Header) http.Header {
 	}
 	for k, v := range in {
 		switch k {
-		case "Authorization", "X-Api-Key", "X-Goog-Api-Key", "Api-Key", "Content-Length", "Host":
+		case "Authorization", "X-Api-Key", "X-Goog-Api-Key", "Api-Key", "Content-Length", "Host",
+			// The client's own session with the proxy, none of the provider's business (a
+			// header rule may still set them).
+			"Cookie", "Cookie2":
 			continue
 		}
 		if isHop(k) {

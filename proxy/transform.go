@@ -312,13 +312,15 @@ func (h *Handler) integrationInfo(w http.ResponseWriter, r *http.Request, v *pro
 		writeEnvelopeError(w, http.StatusBadRequest, "VALIDATION_FAILED", "Proxy key is required")
 		return
 	}
+	// An unknown group gets the answer of a key not allowed in the group, so that group
+	// names cannot be probed.
 	gv, ok := v.GroupByName(name)
-	if !ok {
-		writeEnvelopeError(w, http.StatusNotFound, "NOT_FOUND", "Group not found")
-		return
+	var allowed []digest
+	if ok {
+		allowed = h.groups.state(gv).keys
 	}
 	d := digestOf(key)
-	if !keyAllowed(&d, h.groups.state(gv).keys, h.groups.globalKeys(v)) {
+	if !keyAllowed(&d, allowed, h.groups.globalKeys(v)) || !ok {
 		writeEnvelopeError(w, http.StatusBadRequest, "VALIDATION_FAILED", "Invalid or unauthorized proxy key")
 		return
 	}

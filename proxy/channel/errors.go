@@ -97,6 +97,22 @@ func ShapeFor(ct domain.ChannelType, path string) Shape {
 	return ShapeOpenAI
 }
 
+// ShapeForPath is the error shape of the SDK that uses path, from the path alone: for
+// answers given before the group may be disclosed (an authentication failure), which must
+// not differ between a group that exists and one that does not.
+func ShapeForPath(path string) Shape {
+	switch {
+	case strings.HasPrefix(path, "/v1/messages"):
+		return ShapeAnthropic
+	case IsGeminiOpenAI(path):
+		return ShapeOpenAI
+	case strings.HasPrefix(path, "/v1beta/") || strings.Contains(path, ":generateContent") ||
+		strings.Contains(path, ":streamGenerateContent"):
+		return ShapeGemini
+	}
+	return ShapeOpenAI
+}
+
 // ErrorBody is the body of an error the proxy answers itself. It keeps gpt-load's
 // {"code": "<STRING>", "message": "..."} (API.md 0.2), so its scripts read it as before,
 // and adds the members the provider's SDK reads, so that an SDK reports the message
