@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"gpt-load/domain"
 	"gpt-load/events"
 	"gpt-load/events/eventstest"
-	"gpt-load/domain"
 	"gpt-load/httpapi"
 )
 
