@@ -29,16 +29,8 @@ import (
 //
 //	go test -run '^$' -bench Startup -benchtime 1x ./cmd/gpt-load
 func BenchmarkStartup(b *testing.B) {
-	total := 1_000_000
-	if v := os.Getenv("BENCH_KEYS"); v != "" {
-		total, _ = strconv.Atoi(v)
-	}
 	const groups = 100
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "gpt-load")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	dir, bin, total := benchSetup(b)
 	data := filepath.Join(dir, "data")
 	prepStart := time.Now()
 	seq := fillDataDir(b, data, groups, total/groups)
@@ -183,16 +175,8 @@ func freePort(b testing.TB) int {
 //
 //	go test -run '^$' -bench LiveImport -benchtime 1x ./cmd/gpt-load
 func BenchmarkLiveImport(b *testing.B) {
-	total := 1_000_000
-	if v := os.Getenv("BENCH_KEYS"); v != "" {
-		total, _ = strconv.Atoi(v)
-	}
 	const groups = 100
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "gpt-load")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	dir, bin, total := benchSetup(b)
 	for i := 0; i < b.N; i++ {
 		data := filepath.Join(dir, fmt.Sprint("data-", i))
 		port := freePort(b)
@@ -285,4 +269,19 @@ func benchAPI(b *testing.B, base, method, path, body string, out any) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchSetup builds the binary into a temporary directory and reads the key count of a
+// benchmark (BENCH_KEYS, default 1,000,000).
+func benchSetup(b *testing.B) (dir, bin string, total int) {
+	total = 1_000_000
+	if v := os.Getenv("BENCH_KEYS"); v != "" {
+		total, _ = strconv.Atoi(v)
+	}
+	dir = b.TempDir()
+	bin = filepath.Join(dir, "gpt-load")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	return dir, bin, total
 }
