@@ -320,7 +320,7 @@ func (h *Handler) integrationInfo(w http.ResponseWriter, r *http.Request, v *pro
 		allowed = h.groups.state(gv).keys
 	}
 	d := digestOf(key)
-	if !keyAllowed(&d, allowed, h.groups.globalKeys(v)) || !ok {
+	if keyAllowed(&d, allowed, h.groups.globalKeys(v)) < 0 || !ok {
 		writeEnvelopeError(w, http.StatusBadRequest, "VALIDATION_FAILED", "Invalid or unauthorized proxy key")
 		return
 	}
