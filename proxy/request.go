@@ -556,7 +556,7 @@ func (p *request) logRecord(typ string, key poolKey, status int, success bool, e
 	rec := logPool.Get().(*domain.RequestLog)
 	defer func() { *rec = domain.RequestLog{}; logPool.Put(rec) }()
 	*rec = domain.RequestLog{
-		ID:           newUUID(),
+		ID:           domain.NewRequestID(now),
 		Timestamp:    now,
 		GroupID:      serving.ID,
 		GroupName:    serving.Name,
