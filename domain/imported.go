@@ -125,6 +125,8 @@ const ImportSource = "gpt-load 1.x"
 // ImportedKeysReport counts what DecideImportKeys decided.
 type ImportedKeysReport struct {
 	Imported   int `json:"imported"`
+	Active     int `json:"active"`     // of the imported
+	Invalid    int `json:"invalid"`    // of the imported
 	Existing   int `json:"existing"`   // the group holds the key already (or the batch had it twice)
 	Renumbered int `json:"renumbered"` // the id was taken here: the key gets a fresh one
 }
@@ -163,6 +165,11 @@ func DecideImportKeys(s *State, groupID uint64, keys []ImportedKey) (*KeysImport
 			}
 		}
 		out.Keys = append(out.Keys, k)
+		if k.Status == "active" {
+			rep.Active++
+		} else {
+			rep.Invalid++
+		}
 	}
 	rep.Imported = len(out.Keys)
 	return out, rep, nil
