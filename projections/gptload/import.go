@@ -17,13 +17,18 @@ import (
 	"gpt-load/events"
 )
 
+// StateReader gives consistent reads of the projected state.
+type StateReader interface {
+	Read(f func(s *domain.State))
+}
+
 // Target is the node an import writes into.
 type Target struct {
 	Commands *events.Commands
-	State    events.Projection // the projected state the import decides on
-	Cipher   *events.Cipher    // this node's: hashes key values, seals those of request logs
-	DB       *bun.DB           // the node's SQL store; only Options.WithLogs needs it
-	Actor    string            // recorded in the events; events.ActorAdmin when empty
+	State    StateReader    // the projected state the import decides on
+	Cipher   *events.Cipher // this node's: hashes key values, seals those of request logs
+	DB       *bun.DB        // the node's SQL store; only Options.WithLogs needs it
+	Actor    string         // recorded in the events; events.ActorAdmin when empty
 }
 
 // Options choose what an import does.
@@ -358,9 +363,6 @@ func (im *Import) Run(ctx context.Context, progress Progress) (Summary, error) {
 			return sum, err
 		}
 		usage = append(usage, u...)
-	}
-	if progress != nil {
-		progress(done, im.total)
 	}
 	if im.o.WithLogs {
 		logs, err := im.importLogs(ctx, ids, usage)
