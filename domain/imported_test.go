@@ -18,7 +18,7 @@ func importedKeys(p string, ids ...uint64) []domain.ImportedKey {
 			st = "invalid"
 		}
 		out[i] = domain.ImportedKey{ID: id, Value: v, Hash: hashOf(v), Status: st, Notes: "n" + v,
-			FailureCount: uint32(i % 3), CreatedAt: t0.Add(-time.Hour), UpdatedAt: t0.Add(-time.Minute)}
+			FailureCount: uint32(i % 3), CreatedAt: t0.Add(-time.Hour).UnixNano(), UpdatedAt: t0.Add(-time.Minute).UnixNano()}
 	}
 	return out
 }

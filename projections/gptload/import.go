@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -349,8 +351,7 @@ func (im *Import) Run(ctx context.Context, progress Progress) (Summary, error) {
 		ids[g.ID] = rep.ID
 		sum.Groups = append(sum.Groups, rep)
 	}
-	done := 0
-	var usage []keyUse
+	imported := map[uint64]domain.ImportedGroupReport{}
 	for _, rep := range sum.Groups {
 		if rep.Outcome == domain.ImportExists {
 			for _, n := range im.counts[rep.SourceID] {
@@ -358,11 +359,11 @@ func (im *Import) Run(ctx context.Context, progress Progress) (Summary, error) {
 			}
 			continue
 		}
-		u, err := im.importKeys(ctx, rep, &sum.Keys, &done, progress)
-		if err != nil {
-			return sum, err
-		}
-		usage = append(usage, u...)
+		imported[rep.SourceID] = rep
+	}
+	usage, err := im.importKeys(ctx, imported, &sum.Keys, progress)
+	if err != nil {
+		return sum, err
 	}
 	if im.o.WithLogs {
 		logs, err := im.importLogs(ctx, ids, usage)
@@ -372,6 +373,14 @@ func (im *Import) Run(ctx context.Context, progress Progress) (Summary, error) {
 		}
 	}
 	return sum, nil
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func boolInt(b bool) int {
@@ -418,70 +427,139 @@ type keyUse struct {
 	last    srcKey
 }
 
-// importKeys brings the keys of one group, page by page, in events that fit the log.
-func (im *Import) importKeys(ctx context.Context, rep domain.ImportedGroupReport, ks *KeySummary, done *int, progress Progress) ([]keyUse, error) {
-	var usage []keyUse
-	batch := make([]domain.ImportedKey, 0, domain.MaxKeysPerEvent)
-	size := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		r, err := im.t.Commands.ImportKeys(ctx, im.t.Actor, rep.ID, batch)
+// groupBatch is a batch of keys of one group.
+type groupBatch struct {
+	rep  domain.ImportedGroupReport
+	keys []domain.ImportedKey
+}
+
+// importKeys brings the keys of the imported groups in events that fit the log. The source
+// is read, opened and hashed in a goroutine of its own, ahead of the appends.
+func (im *Import) importKeys(ctx context.Context, groups map[uint64]domain.ImportedGroupReport, ks *KeySummary, progress Progress) ([]keyUse, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan groupBatch, 4)
+	var (
+		usage   []keyUse
+		readErr error
+	)
+	go func() {
+		defer close(batches)
+		readErr = im.readKeys(ctx, groups, batches, &usage)
+	}()
+	done := 0
+	for b := range batches {
+		r, err := im.t.Commands.ImportKeys(ctx, im.t.Actor, b.rep.ID, b.keys)
 		if err != nil {
-			return fmt.Errorf("import keys of group %q: %w", rep.Name, err)
+			cancel()
+			for range batches {
+			}
+			return nil, fmt.Errorf("import keys of group %q: %w", b.rep.Name, err)
 		}
 		ks.Active += r.Active
 		ks.Invalid += r.Invalid
 		ks.Existing += r.Existing
 		ks.Renumbered += r.Renumbered
-		*done += len(batch)
+		done += len(b.keys)
 		if progress != nil {
-			progress(*done, im.total)
+			progress(done, im.total)
 		}
-		batch, size = batch[:0], 0
+	}
+	// The channel is closed once readKeys has returned: readErr and usage are its.
+	if readErr != nil {
+		return nil, readErr
+	}
+	return usage, nil
+}
+
+// maxPending bounds the keys readKeys holds in unfinished batches before it sends them.
+const maxPending = 100_000
+
+// readKeys reads api_keys once in id order (a straight read of the table, no index), opens
+// each key of an imported group with gpt-load's key, hashes it with ours, and sends each
+// group's keys in id order, in batches of at most MaxKeysPerEvent keys and maxBatchBytes
+// of estimated payload.
+func (im *Import) readKeys(ctx context.Context, groups map[uint64]domain.ImportedGroupReport, out chan<- groupBatch, usage *[]keyUse) error {
+	type pending struct {
+		keys []domain.ImportedKey
+		size int
+	}
+	open := map[uint64]*pending{}
+	held := 0
+	send := func(src uint64) error {
+		p := open[src]
+		if p == nil || len(p.keys) == 0 {
+			return nil
+		}
+		select {
+		case out <- groupBatch{rep: groups[src], keys: p.keys}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		held -= len(p.keys)
+		open[src] = &pending{keys: make([]domain.ImportedKey, 0, min(domain.MaxKeysPerEvent, 64))}
+		return nil
+	}
+	flushAll := func() error {
+		for _, src := range slices.Sorted(maps.Keys(open)) {
+			if err := send(src); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	for after := uint64(0); ; {
-		page, err := im.src.keyPage(ctx, rep.SourceID, after, pageKeys)
+		page, err := im.src.keyPage(ctx, after, pageKeys)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(page) == 0 {
 			break
 		}
 		after = page[len(page)-1].ID
 		for _, k := range page {
+			rep, ok := groups[k.GroupID]
+			if !ok {
+				continue
+			}
 			v, err := im.theirs.Decrypt(k.Value)
 			if err != nil {
-				return nil, fmt.Errorf("key %d of group %q does not open with the encryption key given (the keys before it are imported): %w", k.ID, rep.Name, err)
+				return fmt.Errorf("key %d of group %q does not open with the encryption key given (the keys before it are imported): %w", k.ID, rep.Name, err)
 			}
 			status := "invalid"
 			if k.Status == "active" {
 				status = "active"
 			}
 			ik := domain.ImportedKey{ID: k.ID, Value: v, Hash: im.t.Cipher.Hash(v), Status: status, Notes: k.Notes,
-				FailureCount: uint32(max(0, min(k.FailureCount, 1<<31))), CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt}
+				FailureCount: uint32(max(0, min(k.FailureCount, 1<<31))), CreatedAt: unixNano(k.CreatedAt), UpdatedAt: unixNano(k.UpdatedAt)}
 			if k.RequestCount > 0 || !k.LastUsedAt.IsZero() {
-				usage = append(usage, keyUse{groupID: rep.ID, hash: ik.Hash, srcID: k.ID, count: k.RequestCount, last: k})
+				*usage = append(*usage, keyUse{groupID: rep.ID, hash: ik.Hash, srcID: k.ID, count: k.RequestCount, last: k})
+			}
+			p := open[k.GroupID]
+			if p == nil {
+				p = &pending{}
+				open[k.GroupID] = p
 			}
 			n := 2*(len(v)+28) + 2*len(k.Notes) + 256
-			if len(batch) == domain.MaxKeysPerEvent || (len(batch) > 0 && size+n > maxBatchBytes) {
-				if err := flush(); err != nil {
-					return nil, err
+			if len(p.keys) == domain.MaxKeysPerEvent || (len(p.keys) > 0 && p.size+n > maxBatchBytes) {
+				if err := send(k.GroupID); err != nil {
+					return err
+				}
+				p = open[k.GroupID]
+			}
+			p.keys = append(p.keys, ik)
+			p.size += n
+			if held++; held > maxPending {
+				if err := flushAll(); err != nil {
+					return err
 				}
 			}
-			batch = append(batch, ik)
-			size += n
 		}
 		if len(page) < pageKeys {
 			break
 		}
 	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	return usage, nil
+	return flushAll()
 }
 
 // Summary is what an import did (or, dry, would do).

@@ -72,9 +72,8 @@ func loadFixture(t *testing.T, dialect string, db *bun.DB, file string) {
 		}
 		cols, _ := rows.Columns()
 		var names, phs []string
-		for i, c := range cols {
+		for _, c := range cols {
 			names = append(names, q(c))
-			_ = i
 			phs = append(phs, "?") // bun turns them into the dialect's own
 		}
 		ins := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", q(table), strings.Join(names, ","), strings.Join(phs, ","))

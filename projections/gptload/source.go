@@ -31,6 +31,7 @@ type Source struct {
 	close   func() error
 	dialect sqlstore.Dialect
 	shown   string // the DSN without its password
+	keyCols string // see keyColumns
 }
 
 // Open opens the gpt-load database dsn names, recognised as gpt-load does (API.md 8): a
@@ -135,13 +136,18 @@ func (s *Source) query(ctx context.Context, q string, args []any, f func(r row) 
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
+	// One map for every row: f reads what it needs before the next one (row's readers
+	// copy what they keep).
+	r := make(row, len(cols))
+	for i := range cols {
+		cols[i] = strings.ToLower(cols[i])
+	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return fmt.Errorf("read gpt-load database: %w", err)
 		}
-		r := make(row, len(cols))
 		for i, c := range cols {
-			r[strings.ToLower(c)] = vals[i]
+			r[c] = vals[i]
 		}
 		if err := f(r); err != nil {
 			return err
@@ -339,11 +345,48 @@ func keyOf(r row) srcKey {
 	}
 }
 
-// keyPage reads up to limit keys of a group with ids above after, in id order.
-func (s *Source) keyPage(ctx context.Context, groupID, after uint64, limit int) ([]srcKey, error) {
+// keyColumns is the select list of keyPage: the columns of api_keys an import reads (of
+// those the table has: older 1.x versions lack some), the times as text on SQLite, where
+// the driver would otherwise try layout after layout on each of them.
+func (s *Source) keyColumns(ctx context.Context) (string, error) {
+	if s.keyCols != "" {
+		return s.keyCols, nil
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT * FROM "+s.quote("api_keys")+" WHERE 1=0")
+	if err != nil {
+		return "", fmt.Errorf("read gpt-load database: %w", err)
+	}
+	cols, err := rows.Columns()
+	rows.Close()
+	if err != nil {
+		return "", err
+	}
+	var list []string
+	for _, c := range cols {
+		switch c = strings.ToLower(c); c {
+		case "id", "key_value", "group_id", "status", "notes", "request_count", "failure_count":
+			list = append(list, c)
+		case "last_used_at", "created_at", "updated_at":
+			if s.dialect == sqlstore.SQLite {
+				list = append(list, fmt.Sprintf("CAST(%s AS TEXT) AS %s", c, c))
+			} else {
+				list = append(list, c)
+			}
+		}
+	}
+	s.keyCols = strings.Join(list, ", ")
+	return s.keyCols, nil
+}
+
+// keyPage reads up to limit keys with ids above after, in id order.
+func (s *Source) keyPage(ctx context.Context, after uint64, limit int) ([]srcKey, error) {
+	cols, err := s.keyColumns(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]srcKey, 0, limit)
-	q := fmt.Sprintf("SELECT * FROM %s WHERE group_id = %s AND id > %s ORDER BY id LIMIT %d", s.quote("api_keys"), s.ph(1), s.ph(2), limit)
-	err := s.query(ctx, q, []any{int64(groupID), int64(after)}, func(r row) error {
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE id > %s ORDER BY id LIMIT %d", cols, s.quote("api_keys"), s.ph(1), limit)
+	err = s.query(ctx, q, []any{int64(after)}, func(r row) error {
 		out = append(out, keyOf(r))
 		return nil
 	})
