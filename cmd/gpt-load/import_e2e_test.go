@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"gpt-load/events/embedded"
 )
 
 var gptloadFixtures = filepath.Join("..", "..", "projections", "gptload", "testdata", "gpt-load-1x")
@@ -271,4 +276,60 @@ func norm(v any) any {
 	var out any
 	json.Unmarshal(bytes.TrimSpace(b), &out)
 	return out
+}
+
+// TestImportIntoRunningNodeThroughNATS imports into a node that is running on an external
+// NATS (NATS_URL): no lock stands in the way, and the running node serves the imported
+// groups and keys at once, with their ids.
+func TestImportIntoRunningNodeThroughNATS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, err := embedded.Start(embedded.Config{Name: "ext", DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:" + strconv.Itoa(freePort(t))}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+	})
+	common := []string{"NATS_URL=" + srv.ClientURL(), "AUTH_KEY=" + e2eAdminKey, "ENCRYPTION_KEY=cluster-key-Str0ng-1234567890", "HOST=127.0.0.1"}
+	p := startProc(t, dir, append(common, "DATA_DIR="+filepath.Join(dir, "node"), "PORT="+strconv.Itoa(freePort(t)))...)
+	p.waitHealthy(t)
+
+	src := filepath.Join(dir, "plain.db")
+	b, err := os.ReadFile(filepath.Join(gptloadFixtures, "plain.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(src, b, 0o600)
+	code, out := runImportBinary(t, dir, append(common, "DATA_DIR="+filepath.Join(dir, "importer")), "--dsn", src)
+	if code != 0 || !strings.Contains(out, "keys: 100 imported (94 active, 6 invalid)") {
+		t.Fatalf("import into the running node: exit %d\n%s", code, out)
+	}
+	// The node follows the log: it shows the import as soon as it has read it.
+	var page struct {
+		Items []struct {
+			ID    uint64 `json:"id"`
+			Value string `json:"key_value"`
+			Notes string `json:"notes"`
+		} `json:"items"`
+	}
+	found := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !found; time.Sleep(20 * time.Millisecond) {
+		var groups []map[string]any
+		api(t, p, "GET", "/api/groups", "", &groups)
+		if len(groups) < 6 {
+			continue
+		}
+		api(t, p, "GET", "/api/keys?group_id=3&page_size=100", "", &page)
+		for _, k := range page.Items {
+			if k.ID == 45 && k.Value == "sk-fixture-gemini-0005" && k.Notes == "free tier 备注 ✓" {
+				found = len(page.Items) == 20
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the running node shows %d keys of gemini: %+v", len(page.Items), page.Items)
+	}
 }
