@@ -211,31 +211,48 @@ func (s *State) applyKeysImported(f KeysImported, at int64) Changes {
 		return Changes{}
 	}
 	// First the ids the keys keep, then fresh ones above them all: a fresh id never
-	// meets a kept one of the same fact.
+	// meets a kept one of the same fact. ids[i] is 0 for a key that gets a fresh id, and
+	// skipID for one the group holds already (or the fact holds twice).
+	const skipID = ^uint64(0)
 	ids := make([]uint64, len(f.Keys))
-	kept := make(map[uint64]struct{}, len(f.Keys))
 	seen := make(map[KeyHash]struct{}, len(f.Keys))
+	var kept map[uint64]struct{} // only for a fact that names an id twice
+	var last uint64
 	for i, k := range f.Keys {
 		if _, dup := seen[k.Hash]; dup || ks.pos(k.Hash) >= 0 {
+			ids[i] = skipID
 			continue
 		}
 		seen[k.Hash] = struct{}{}
 		if k.ID == 0 {
 			continue
 		}
-		if _, dup := kept[k.ID]; dup {
-			continue
+		if k.ID <= last { // out of order: ids may repeat
+			if kept == nil {
+				kept = make(map[uint64]struct{}, len(f.Keys))
+				for _, id := range ids[:i] {
+					if id != 0 && id != skipID {
+						kept[id] = struct{}{}
+					}
+				}
+			}
+		}
+		if kept != nil {
+			if _, dup := kept[k.ID]; dup {
+				continue
+			}
 		}
 		if _, held := s.Key(k.ID); held {
 			continue
 		}
-		kept[k.ID] = struct{}{}
-		ids[i] = k.ID
+		if kept != nil {
+			kept[k.ID] = struct{}{}
+		}
+		ids[i], last = k.ID, max(last, k.ID)
 		if k.ID >= s.nextKeyID {
 			s.nextKeyID = k.ID + 1
 		}
 	}
-	clear(seen)
 	var top uint64
 	if n := len(ks.keys); n > 0 {
 		top = ks.keys[n-1].ID
@@ -243,11 +260,10 @@ func (s *State) applyKeysImported(f KeysImported, at int64) Changes {
 	sorted := true
 	added := make([]uint64, 0, len(f.Keys))
 	for i, k := range f.Keys {
-		if _, dup := seen[k.Hash]; dup || ks.pos(k.Hash) >= 0 {
+		id := ids[i]
+		if id == skipID {
 			continue
 		}
-		seen[k.Hash] = struct{}{}
-		id := ids[i]
 		if id == 0 {
 			id = s.nextKeyID
 			s.nextKeyID++

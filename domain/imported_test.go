@@ -150,6 +150,17 @@ func TestImportExistingGroup(t *testing.T) {
 	}
 	f.importKeys(t, 3, importedKeys("a", 1, 2))
 	checkKeySet(t, f.State, 3)
+	// A fact that names an id twice, or out of order (decided elsewhere, or racing another
+	// import), is still folded to unique ids.
+	dup := append(importedKeys("d", 40, 30), importedKeys("e", 40, 30, 2)...)
+	f.apply(domain.KeysImported{GroupID: 3, Keys: dup})
+	checkKeySet(t, f.State, 3)
+	if n := f.Keys(3).Len(); n != 7 {
+		t.Fatalf("%d keys after the odd fact, want 7", n)
+	}
+	if k := f.key(t, 3, "e-0040"); k.ID <= 40 {
+		t.Fatalf("the second key named 40 got id %d", k.ID)
+	}
 	got := decode(t, encode(t, f.State))
 	compareStates(t, f.State, got)
 }

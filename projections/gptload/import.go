@@ -11,9 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
+	"golang.org/x/sync/errgroup"
 
 	"gpt-load/domain"
 	"gpt-load/events"
@@ -433,41 +435,70 @@ type groupBatch struct {
 	keys []domain.ImportedKey
 }
 
+// appenders is how many groups' batches are appended at once: each append waits for the
+// log and for the projection to apply it, and batches of different groups do not wait for
+// each other (each group's batches still go in order, by one appender).
+const appenders = 4
+
 // importKeys brings the keys of the imported groups in events that fit the log. The source
 // is read, opened and hashed in a goroutine of its own, ahead of the appends.
 func (im *Import) importKeys(ctx context.Context, groups map[uint64]domain.ImportedGroupReport, ks *KeySummary, progress Progress) ([]keyUse, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	batches := make(chan groupBatch, 4)
-	var (
-		usage   []keyUse
-		readErr error
-	)
-	go func() {
+	g, ctx := errgroup.WithContext(ctx)
+	batches := make(chan groupBatch, appenders)
+	var usage []keyUse
+	g.Go(func() error {
 		defer close(batches)
-		readErr = im.readKeys(ctx, groups, batches, &usage)
-	}()
-	done := 0
-	for b := range batches {
-		r, err := im.t.Commands.ImportKeys(ctx, im.t.Actor, b.rep.ID, b.keys)
-		if err != nil {
-			cancel()
-			for range batches {
+		return im.readKeys(ctx, groups, batches, &usage)
+	})
+	var (
+		mu   sync.Mutex
+		done int
+	)
+	queues := make([]chan groupBatch, appenders)
+	for i := range queues {
+		q := make(chan groupBatch, 2)
+		queues[i] = q
+		g.Go(func() error {
+			for b := range q {
+				r, err := im.t.Commands.ImportKeys(ctx, im.t.Actor, b.rep.ID, b.keys)
+				if err != nil {
+					for range q {
+					}
+					return fmt.Errorf("import keys of group %q: %w", b.rep.Name, err)
+				}
+				mu.Lock()
+				ks.Active += r.Active
+				ks.Invalid += r.Invalid
+				ks.Existing += r.Existing
+				ks.Renumbered += r.Renumbered
+				done += len(b.keys)
+				if progress != nil {
+					progress(done, im.total)
+				}
+				mu.Unlock()
 			}
-			return nil, fmt.Errorf("import keys of group %q: %w", b.rep.Name, err)
-		}
-		ks.Active += r.Active
-		ks.Invalid += r.Invalid
-		ks.Existing += r.Existing
-		ks.Renumbered += r.Renumbered
-		done += len(b.keys)
-		if progress != nil {
-			progress(done, im.total)
-		}
+			return nil
+		})
 	}
-	// The channel is closed once readKeys has returned: readErr and usage are its.
-	if readErr != nil {
-		return nil, readErr
+	g.Go(func() error {
+		defer func() {
+			for _, q := range queues {
+				close(q)
+			}
+		}()
+		for b := range batches {
+			select {
+			case queues[b.rep.ID%appenders] <- b:
+			case <-ctx.Done():
+				for range batches {
+				}
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return usage, nil
 }
