@@ -148,3 +148,18 @@ func TestImportGptloadRoute(t *testing.T) {
 	}
 	_ = io.Discard
 }
+
+// TestImportGptloadBodyLimit: the upload route takes large files but not unbounded ones.
+func TestImportGptloadBodyLimit(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOpts{})
+	req := httptest.NewRequest(http.MethodPost, "/api/import/gptload", strings.NewReader("x"))
+	req.ContentLength = 5 << 30
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+	req.Header.Set("Authorization", "Bearer "+testAuthKey)
+	rec := httptest.NewRecorder()
+	n.h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 5 GiB upload: %d %s", rec.Code, rec.Body)
+	}
+}
