@@ -29,6 +29,10 @@ import (
 	"gpt-load/proxy"
 )
 
+// clusterWait is how long a starting node waits for JetStream to answer (a fresh cluster
+// elects its meta leader, then each replicated stream its own) before it gives up.
+const clusterWait = 2 * time.Minute
+
 // node is one running gpt-load: everything main wires together.
 type node struct {
 	cfg      Config
@@ -81,7 +85,9 @@ func seedSettings(cfg Config) domain.Settings {
 
 func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, err error) {
 	logStartup(cfg, log)
-	time.Local = cfg.Location
+	if time.Local != cfg.Location { // nodes started together in one process (tests) share it
+		time.Local = cfg.Location
+	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -121,9 +127,11 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	n.store, err = events.OpenStore(openCtx, js, events.StoreConfig{
+	// A node started with its NATS cluster (docker compose up) waits for the cluster to
+	// elect its JetStream leaders; each attempt is logged.
+	natsCtx, cancelNATS := context.WithTimeout(ctx, clusterWait)
+	defer cancelNATS()
+	n.store, err = events.OpenStore(natsCtx, js, events.StoreConfig{
 		Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, Cipher: cipher,
 		ReqLogMaxAge: cfg.ReqLog.MaxAge, ReqLogMaxBytes: cfg.ReqLog.MaxBytes,
 	}, log.With().Str("component", "events").Logger())
@@ -132,6 +140,8 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	}
 	// The SQL store of request logs: opened and migrated now, so a wrong DATABASE_DSN
 	// stops the node at start rather than when the first log arrives.
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	n.db, err = sqlstore.Open(openCtx, cfg.DatabaseDSN, log.With().Str("component", "sql").Logger())
 	if err != nil {
 		return nil, err
