@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,6 +46,7 @@ type node struct {
 	db       *bun.DB
 	reqlogs  *events.ReqLogPublisher
 	sqllog   *sqllog.Projector // request logs from GL_REQLOG into SQL
+	lease    *events.Lease     // the election of the node that runs the duties; nil embedded
 	proxy    *proxy.Handler
 	valid    *proxy.Validator
 	taskCtx  context.Context // background admin tasks stop when it ends
@@ -137,6 +139,14 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	}, log.With().Str("component", "events").Logger())
 	if err != nil {
 		return nil, err
+	}
+	if !cfg.UsesEmbeddedNATS() {
+		n.lease, err = events.OpenLease(natsCtx, js, events.LeaseConfig{
+			Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, TTL: cfg.LeaderLease, Candidate: !cfg.IsSlave,
+		}, log.With().Str("component", "leader").Logger())
+		if err != nil {
+			return nil, err
+		}
 	}
 	// The SQL store of request logs: opened and migrated now, so a wrong DATABASE_DSN
 	// stops the node at start rather than when the first log arrives.
@@ -289,30 +299,19 @@ func (n *node) serve(ctx context.Context) error {
 		}
 		return nil
 	})
-	if !n.cfg.IsSlave {
-		// Background revalidation. One node runs it; a cluster elects that node (later).
+	// The background duties run on one node: the elected leader of a cluster, or the
+	// single embedded node. IS_SLAVE keeps a node out.
+	if n.lease != nil || !n.cfg.IsSlave {
 		g.Go(func() error {
 			if !n.waitCaughtUp(gctx) {
 				return nil
 			}
-			if err := n.valid.RunRevalidation(gctx); err != nil && gctx.Err() == nil {
-				return fmt.Errorf("key revalidation: %w", err)
+			if n.lease == nil {
+				n.runDuties(gctx)
+				return nil
 			}
+			n.lease.Run(gctx, n.runDuties)
 			return nil
-		})
-		// Request-log retention runs where revalidation runs.
-		g.Go(func() error {
-			if !n.waitCaughtUp(gctx) {
-				return nil
-			}
-			days := func() int {
-				if v := n.proj.View(); v != nil {
-					return v.Settings.RequestLogRetentionDays
-				}
-				return 0
-			}
-			return sqllog.NewRetention(n.db, days, sqllog.RetentionConfig{},
-				n.log.With().Str("component", "retention").Logger()).Run(gctx)
 		})
 	}
 	g.Go(func() error {
@@ -362,6 +361,30 @@ func (n *node) serve(ctx context.Context) error {
 	}
 	n.lock.release()
 	return err
+}
+
+// runDuties runs the background duties, key revalidation and request-log retention,
+// until ctx ends (the node stops, or loses the leader lease).
+func (n *node) runDuties(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := n.valid.RunRevalidation(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error().Err(err).Msg("key revalidation stopped")
+		}
+	})
+	wg.Go(func() {
+		days := func() int {
+			if v := n.proj.View(); v != nil {
+				return v.Settings.RequestLogRetentionDays
+			}
+			return 0
+		}
+		if err := sqllog.NewRetention(n.db, days, sqllog.RetentionConfig{},
+			n.log.With().Str("component", "retention").Logger()).Run(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error().Err(err).Msg("request-log retention stopped")
+		}
+	})
+	wg.Wait()
 }
 
 // waitCaughtUp waits until the projections have read the log; false if ctx ended first.
