@@ -24,6 +24,7 @@ import (
 	"gpt-load/events"
 	"gpt-load/events/embedded"
 	"gpt-load/httpapi"
+	"gpt-load/httpapi/tasks"
 	"gpt-load/projections"
 	"gpt-load/projections/sqllog"
 	"gpt-load/projections/sqlstore"
@@ -47,6 +48,7 @@ type node struct {
 	reqlogs  *events.ReqLogPublisher
 	sqllog   *sqllog.Projector // request logs from GL_REQLOG into SQL
 	lease    *events.Lease     // the election of the node that runs the duties; nil embedded
+	tasks    *tasks.KV         // the cluster's task slot; nil embedded (the slot is in memory)
 	proxy    *proxy.Handler
 	valid    *proxy.Validator
 	taskCtx  context.Context // background admin tasks stop when it ends
@@ -147,6 +149,12 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 		if err != nil {
 			return nil, err
 		}
+		n.tasks, err = tasks.OpenKV(natsCtx, js, tasks.KVConfig{
+			Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, Lease: cfg.LeaderLease,
+		}, log.With().Str("component", "tasks").Logger())
+		if err != nil {
+			return nil, err
+		}
 	}
 	// The SQL store of request logs: opened and migrated now, so a wrong DATABASE_DSN
 	// stops the node at start rather than when the first log arrives.
@@ -195,7 +203,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			Commands: n.commands, State: n.proj, Audit: events.NewAudit(n.store), Cipher: cipher,
 			AuthKey: cfg.AuthKey, EncryptionKeySet: cfg.EncryptionKey != "",
 			Validator:   keyValidator{v: n.valid, proj: n.proj, cmd: n.commands, cipher: cipher},
-			TaskContext: n.taskCtx, Proxy: n.proxy,
+			TaskContext: n.taskCtx, Tasks: n.taskStore(), Proxy: n.proxy,
 			CORS: httpapi.CORS{
 				Enabled: cfg.CORS.Enabled, AllowedOrigins: cfg.CORS.AllowedOrigins, AllowedMethods: cfg.CORS.AllowedMethods,
 				AllowedHeaders: cfg.CORS.AllowedHeaders, AllowCredentials: cfg.CORS.AllowCredentials,
@@ -336,6 +344,9 @@ func (n *node) serve(ctx context.Context) error {
 		n.http.Close()
 	}
 	n.stopTask()
+	if n.tasks != nil {
+		n.tasks.Close()
+	}
 	// The proxy hands its last key-health facts and request logs to the log before the
 	// projections stop and NATS drains.
 	n.proxy.Close()
@@ -361,6 +372,14 @@ func (n *node) serve(ctx context.Context) error {
 	}
 	n.lock.release()
 	return err
+}
+
+// taskStore is the task slot for the admin API: the cluster's KV bucket, or nil (memory).
+func (n *node) taskStore() tasks.Store {
+	if n.tasks == nil {
+		return nil
+	}
+	return n.tasks
 }
 
 // runDuties runs the background duties, key revalidation and request-log retention,
