@@ -210,7 +210,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			},
 			MaxRequests: cfg.MaxConcurrentRequests, Stream: n.store, Conn: n.nc,
 			Logs:   sqllog.NewQueries(n.db),
-			Health: httpapi.HealthConfig{RequestLogs: n.sqllog},
+			Health: httpapi.HealthConfig{RequestLogs: n.sqllog, Leader: n.leadership(), Database: n.db},
 		}),
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: min(cfg.ReadTimeout, 30*time.Second),
@@ -373,6 +373,29 @@ func (n *node) serve(ctx context.Context) error {
 	n.lock.release()
 	return err
 }
+
+// leadership tells who runs the background duties: the lease's holder in a cluster; a
+// single embedded node leads unless it is IS_SLAVE.
+func (n *node) leadership() leadership {
+	if n.lease != nil {
+		return n.lease
+	}
+	if n.cfg.IsSlave {
+		return soleNode{}
+	}
+	return soleNode{name: n.cfg.NodeName}
+}
+
+type leadership interface {
+	Leader() string
+	Leading() bool
+}
+
+// soleNode is the leadership of a single embedded node: itself, or nobody.
+type soleNode struct{ name string }
+
+func (s soleNode) Leader() string { return s.name }
+func (s soleNode) Leading() bool  { return s.name != "" }
 
 // taskStore is the task slot for the admin API: the cluster's KV bucket, or nil (memory).
 func (n *node) taskStore() tasks.Store {
