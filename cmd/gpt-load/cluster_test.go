@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +29,14 @@ type clusterNode struct {
 	cancel context.CancelFunc
 	done   chan error // serve's result
 	out    *syncBuffer
+	killed bool // its NATS connection was cut: its stop may fail
+}
+
+// kill cuts the node's connection to NATS, as the loss of its machine does for the
+// cluster: it renews no lease, writes nothing, and its end is not graceful.
+func (c *clusterNode) kill() {
+	c.killed = true
+	c.n.nc.Close()
 }
 
 // api is the node as the admin API helpers of this package see it.
@@ -79,7 +92,7 @@ func (c *clusterNode) stop(t *testing.T) {
 	c.cancel()
 	if err, ok := <-c.done; ok {
 		close(c.done)
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && !errors.Is(err, context.Canceled) && !c.killed {
 			t.Errorf("%s stopped with %v", c.name, err)
 		}
 	}
@@ -158,3 +171,237 @@ func TestClusterNodesStartAtOnce(t *testing.T) {
 }
 
 func found[T any](_ T, ok bool) bool { return ok }
+
+// adminDo calls the admin API of node c and returns the status and the raw body.
+func adminDo(t *testing.T, c *clusterNode, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", c.port, path), strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e2eAdminKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw
+}
+
+type taskStatus struct {
+	TaskType  string `json:"task_type"`
+	IsRunning bool   `json:"is_running"`
+	GroupName string `json:"group_name"`
+	Processed int    `json:"processed"`
+	Total     int    `json:"total"`
+	Error     string `json:"error"`
+}
+
+func (c *clusterNode) task(t *testing.T) taskStatus {
+	t.Helper()
+	var st taskStatus
+	api(t, c.api(), "GET", "/api/tasks/status", "", &st)
+	return st
+}
+
+// leaderOf returns the node that holds the lease among nodes; nil when none or several.
+func leaderOf(nodes []*clusterNode) *clusterNode {
+	var l *clusterNode
+	for _, c := range nodes {
+		if c.n.lease.Leading() {
+			if l != nil {
+				return nil
+			}
+			l = c
+		}
+	}
+	return l
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// TestClusterOfThreeNodes runs three nodes on a 3-server cluster and walks what a
+// cluster promises: admin changes in force everywhere (and how fast), one winner when
+// two nodes create the same group, one task slot for all, one leader that is replaced
+// within its lease when it dies, and a task of the dead node marked failed.
+func TestClusterOfThreeNodes(t *testing.T) {
+	t.Parallel()
+	slow := &gate{}
+	slow.close()
+	slow.reset()
+	t.Cleanup(slow.close)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.Header.Get("Authorization"), "sk-slow") {
+			select { // a validation that lasts until the test lets it go
+			case <-slow.wait():
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	t.Cleanup(upstream.Close)
+
+	c := eventstest.RunCluster(t, 3)
+	const lease = 2 * time.Second
+	nodes := startCluster(t, c.URL(), 3, func(int) map[string]string {
+		return map[string]string{"LEADER_LEASE": lease.String()}
+	})
+	waitHealthy(t, 60*time.Second, nodes...)
+
+	// One leader, named alike by every node's /health.
+	var leader *clusterNode
+	eventstest.CheckFor(t, 3*lease, 10*time.Millisecond, func() error {
+		if leader = leaderOf(nodes); leader == nil {
+			return errors.New("no single leader")
+		}
+		for _, n := range nodes {
+			var h struct {
+				Leader struct {
+					Node string `json:"node"`
+					Self bool   `json:"self"`
+				} `json:"leader"`
+			}
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", n.port))
+			if err != nil {
+				return err
+			}
+			json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			if h.Leader.Node != leader.name || h.Leader.Self != (n == leader) {
+				return fmt.Errorf("%s's /health names leader %+v, want %s", n.name, h.Leader, leader.name)
+			}
+		}
+		return nil
+	})
+
+	// An admin change on node 1 is in force on node 3: measure the delay.
+	var g struct {
+		ID uint64 `json:"id"`
+	}
+	api(t, nodes[0].api(), "POST", "/api/groups", `{"name":"prop","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-prop","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	var delays []time.Duration
+	for i := range 40 {
+		desc := fmt.Sprintf("change %d", i)
+		start := time.Now()
+		api(t, nodes[0].api(), "PUT", fmt.Sprintf("/api/groups/%d", g.ID), fmt.Sprintf(`{"description":%q}`, desc), nil)
+		for {
+			if v := nodes[2].n.proj.View(); v != nil {
+				if gv, ok := v.Group(g.ID); ok && gv.Group.Description == desc {
+					break
+				}
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("change %d not in force on node 3 after 5 s", i)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		delays = append(delays, time.Since(start))
+	}
+	t.Logf("admin change on node 1 in force on node 3 (write + propagation): p50 %v, p99 %v, max %v over %d changes",
+		percentile(delays, 0.5), percentile(delays, 0.99), slices.Max(delays), len(delays))
+	if p99 := percentile(delays, 0.99); p99 > time.Second {
+		t.Errorf("p99 propagation %v, aim ≤ 1 s", p99)
+	}
+
+	// Two nodes create the same group name at once: exactly one succeeds.
+	codes := make([]int, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			codes[i], _ = adminDo(t, nodes[i+1], "POST", "/api/groups", `{"name":"twice","channel_type":"openai","test_model":"m","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`)
+		})
+	}
+	wg.Wait()
+	if slices.Sort(codes); codes[0] != http.StatusOK || codes[1] == http.StatusOK {
+		t.Fatalf("two nodes creating the same group: %v, want one 200 and one refusal", codes)
+	}
+
+	// A task started on node 1 is seen on node 2 and refused on node 3 while it runs;
+	// node 2 sees it finish.
+	api(t, nodes[0].api(), "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-slow-1\nsk-slow-2"}`, g.ID), nil)
+	api(t, nodes[0].api(), "POST", "/api/keys/validate-group", fmt.Sprintf(`{"group_id":%d}`, g.ID), nil)
+	if st := nodes[1].task(t); !st.IsRunning || st.TaskType != "KEY_VALIDATION" || st.GroupName != "prop" || st.Total != 2 {
+		t.Fatalf("node 2 sees the task of node 1 as %+v", st)
+	}
+	if code, body := adminDo(t, nodes[2], "POST", "/api/keys/validate-group", fmt.Sprintf(`{"group_id":%d}`, g.ID)); code == http.StatusOK {
+		t.Fatalf("node 3 started a second task while node 1's runs: %d %s", code, body)
+	}
+	slow.close()
+	eventstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if st := nodes[1].task(t); st.IsRunning || st.Processed != 2 || st.Error != "" {
+			return fmt.Errorf("node 2 sees %+v", st)
+		}
+		return nil
+	})
+
+	// The leader dies (its connection to NATS is cut, as when its machine goes) while it
+	// runs a task: another node takes over within the lease, and the task ends failed.
+	slow.reset()
+	api(t, leader.api(), "POST", "/api/keys/validate-group", fmt.Sprintf(`{"group_id":%d}`, g.ID), nil)
+	rest := slices.DeleteFunc(slices.Clone(nodes), func(n *clusterNode) bool { return n == leader })
+	died := time.Now()
+	leader.kill()
+	var next *clusterNode
+	eventstest.CheckFor(t, 3*lease, 10*time.Millisecond, func() error {
+		if next = leaderOf(rest); next == nil {
+			return errors.New("no new leader")
+		}
+		return nil
+	})
+	failover := time.Since(died)
+	t.Logf("leader %s died; %s leads %v later (lease %v)", leader.name, next.name, failover.Round(time.Millisecond), lease)
+	if failover > lease+lease/3+time.Second {
+		t.Errorf("failover took %v, more than the lease %v and a campaign tick", failover, lease)
+	}
+	eventstest.CheckFor(t, 3*lease, 20*time.Millisecond, func() error {
+		st := rest[0].task(t)
+		if st.IsRunning || !strings.Contains(st.Error, leader.name) {
+			return fmt.Errorf("the dead leader's task is shown as %+v", st)
+		}
+		return nil
+	})
+	t.Logf("the dead node's task shown failed %v after it died", time.Since(died).Round(time.Millisecond))
+	if code, body := adminDo(t, rest[1], "POST", "/api/keys/validate-group", fmt.Sprintf(`{"group_id":%d}`, g.ID)); code != http.StatusOK {
+		t.Fatalf("slot not free after the dead node's task: %d %s", code, body)
+	}
+	slow.close()
+}
+
+// gate holds requests back until it is closed; reset closes it again for the next ones.
+type gate struct {
+	mu     sync.Mutex
+	ch     chan struct{}
+	closed bool
+}
+
+func (g *gate) wait() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ch == nil {
+		g.ch = make(chan struct{})
+	}
+	return g.ch
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ch == nil {
+		g.ch = make(chan struct{})
+	}
+	if !g.closed {
+		close(g.ch)
+		g.closed = true
+	}
+}
+
+func (g *gate) reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ch, g.closed = make(chan struct{}), false
+}
