@@ -31,6 +31,11 @@ type KVConfig struct {
 // ErrBusy); the node that runs the task renews its entry every Lease/3 while it runs. A
 // running task whose entry was not renewed for Lease belongs to a node that died: it is
 // shown as failed, and the slot is free again.
+//
+// Reads are direct gets, which any replica of the bucket may answer: Current on one node
+// can lag a write made on another by the milliseconds a replica takes to apply it. The
+// claim itself is never stale: a create or an update by revision is decided by the
+// bucket's leader.
 type KV struct {
 	kv  jetstream.KeyValue
 	cfg KVConfig
