@@ -13,12 +13,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"gpt-load/events/eventstest"
+	"gpt-load/projections/sqlstore"
 )
 
 // clusterNode is one of our nodes run inside the test process against a NATS cluster.
@@ -407,4 +409,96 @@ func (g *gate) reset() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.ch, g.closed = make(chan struct{}), false
+}
+
+// TestClusterRequestLogsOnceInPostgres loads three nodes that share one PostgreSQL
+// database (a database of the test's own): every answered request has exactly one row,
+// though all three nodes' projectors read the same durable consumer.
+func TestClusterRequestLogsOnceInPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := freshPostgres(t, "")
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	t.Cleanup(upstream.Close)
+	c := eventstest.RunCluster(t, 3)
+	nodes := startCluster(t, c.URL(), 3, func(int) map[string]string {
+		return map[string]string{"DATABASE_DSN": dsn}
+	})
+	waitHealthy(t, 60*time.Second, nodes...)
+	var g struct {
+		ID uint64 `json:"id"`
+	}
+	api(t, nodes[0].api(), "POST", "/api/groups", `{"name":"load","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-load","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	api(t, nodes[0].api(), "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-1\nsk-up-2"}`, g.ID), nil)
+	for _, n := range nodes {
+		eventstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+			if v := n.n.proj.View(); v != nil {
+				if gv, ok := v.Group(g.ID); ok && gv.Pool().Len() == 2 {
+					return nil
+				}
+			}
+			return fmt.Errorf("%s has not the group's keys yet", n.name)
+		})
+	}
+
+	const perClient, clients = 100, 12
+	var answered atomic.Int64
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range clients {
+		port := nodes[i%len(nodes)].port
+		wg.Go(func() {
+			for range perClient {
+				req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/proxy/load/v1/chat/completions", port),
+					strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+				req.Header.Set("Authorization", "Bearer sk-proxy-load")
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					answered.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if answered.Load() != perClient*clients {
+		t.Fatalf("%d of %d requests answered", answered.Load(), perClient*clients)
+	}
+	db, err := sqlstore.Open(t.Context(), dsn, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows, ids int64
+	eventstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if err := db.NewRaw("SELECT COUNT(*), COUNT(DISTINCT id) FROM request_logs").Scan(t.Context(), &rows, &ids); err != nil {
+			return err
+		}
+		if rows < answered.Load() {
+			return fmt.Errorf("%d rows for %d answered requests", rows, answered.Load())
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // a duplicate would arrive after the last original
+	if err := db.NewRaw("SELECT COUNT(*), COUNT(DISTINCT id) FROM request_logs").Scan(t.Context(), &rows, &ids); err != nil {
+		t.Fatal(err)
+	}
+	var written uint64
+	var by []string
+	for _, n := range nodes {
+		w := n.n.sqllog.Stats().Written
+		written += w
+		by = append(by, fmt.Sprintf("%s %d", n.name, w))
+	}
+	t.Logf("%d requests over three nodes: %d rows, %d distinct; written by %s", answered.Load(), rows, ids, strings.Join(by, ", "))
+	if rows != answered.Load() || ids != rows {
+		t.Fatalf("%d answered requests have %d rows (%d distinct ids): want one row each", answered.Load(), rows, ids)
+	}
 }
