@@ -9,7 +9,7 @@ const keepFile = {
   name: 'keep-dist-placeholder',
   closeBundle() {
     writeFileSync(
-      resolve(__dirname, 'dist/.keep'),
+      resolve(import.meta.dirname, 'dist/.keep'),
       'The built dashboard goes here (npm run build); this file keeps the folder, and so the embed, in place.\n',
     )
   },
