@@ -221,7 +221,7 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
     await page.getByText('2001 keys').waitFor()
     // The bar survives a reload: the server keeps the task's state.
     await page.reload()
-    await page.locator('[data-test=task-progress]').waitFor()
+    await page.locator('[data-test=task-result]', { hasText: 'added: 2001' }).waitFor()
     await page.getByText('2001 keys').waitFor()
     await page.fill('[data-test=key-search]', 'sk-good-000042')
     await page.getByText('1 keys').waitFor()
@@ -278,7 +278,7 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
       await page.reload()
     }
     assert.ok(Number((await requests.textContent())?.trim()) >= 6, 'the requests card counts the proxied requests')
-    await page.locator('[data-card=keys] .n-statistic-value', { hasText: '2K' }).waitFor()
+    await page.locator('[data-card=keys] .n-statistic-value', { hasText: '2001' }).waitFor()
     await page.locator('canvas').first().waitFor()
     await shot('dashboard-light')
   })

@@ -37,7 +37,7 @@ describe('api client', () => {
     const { c } = client(() =>
       respond(400, { code: 'VALIDATION_ERROR', message: 'request_timeout: must be at least 1', fields: [{ field: 'request_timeout', message: 'must be at least 1' }] }),
     )
-    const err = await c.put('/api/settings', { request_timeout: 0 }).catch((e) => e)
+    const err = await c.put('/api/settings', { request_timeout: 0 }).catch((e: ApiError) => e) as ApiError
     expect(err).toBeInstanceOf(ApiError)
     expect(err.status).toBe(400)
     expect(err.code).toBe('VALIDATION_ERROR')
@@ -53,7 +53,7 @@ describe('api client', () => {
 
   it('reports the plain 404 of an unknown route with its message', async () => {
     const { c } = client(() => respond(404, { error: 'Not Found' }))
-    const err = await c.post('/api/import/gptload').catch((e) => e)
+    const err = await c.post('/api/import/gptload').catch((e: ApiError) => e) as ApiError
     expect(err).toBeInstanceOf(ApiError)
     expect(err.status).toBe(404)
     expect(err.code).toBe('NOT_FOUND')
@@ -62,13 +62,13 @@ describe('api client', () => {
 
   it('reports a body that is not JSON, and a network failure', async () => {
     const { c } = client(() => new Response('bad gateway', { status: 502 }))
-    const err = await c.get('/api/groups').catch((e) => e)
+    const err = await c.get('/api/groups').catch((e: ApiError) => e) as ApiError
     expect(err.code).toBe('HTTP_502')
     expect(err.message).toBe('bad gateway')
     const { c: down } = client(() => {
       throw new TypeError('Failed to fetch')
     })
-    const e2 = await down.get('/api/groups').catch((e) => e)
+    const e2 = await down.get('/api/groups').catch((e: ApiError) => e) as ApiError
     expect(e2.code).toBe('NETWORK_ERROR')
   })
 

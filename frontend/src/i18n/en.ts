@@ -2,7 +2,7 @@ export default {
   nav: { dashboard: 'Dashboard', keys: 'Keys', logs: 'Logs', usage: 'Usage', settings: 'Settings', audit: 'Audit', import: 'Import', logout: 'Log out', menu: 'Main menu' },
   theme: { system: 'System', light: 'Light', dark: 'Dark' },
   common: {
-    actions: 'Actions', add: 'Add', cancel: 'Cancel', confirm: 'Confirm', copy: 'Copy', delete: 'Delete', deleted: 'Deleted', edit: 'Edit',
+    close: 'Close', actions: 'Actions', add: 'Add', cancel: 'Cancel', confirm: 'Confirm', copy: 'Copy', delete: 'Delete', deleted: 'Deleted', edit: 'Edit',
     language: 'Language', theme: 'Theme', refresh: 'Refresh', remove: 'Remove', reset: 'Reset', save: 'Save', saved: 'Saved',
     search: 'Search', submit: 'Submit',
   },

@@ -4,7 +4,7 @@ const ja: typeof en = {
   nav: { dashboard: 'ダッシュボード', keys: 'キー管理', logs: 'ログ', usage: '使用量', settings: '設定', audit: '監査', import: 'インポート', logout: 'ログアウト', menu: 'メインメニュー' },
   theme: { system: 'システム', light: 'ライト', dark: 'ダーク' },
   common: {
-    actions: '操作', add: '追加', cancel: 'キャンセル', confirm: '確認', copy: 'コピー', delete: '削除', deleted: '削除しました', edit: '編集',
+    close: '閉じる', actions: '操作', add: '追加', cancel: 'キャンセル', confirm: '確認', copy: 'コピー', delete: '削除', deleted: '削除しました', edit: '編集',
     language: '言語', theme: 'テーマ', refresh: '更新', remove: '外す', reset: 'リセット', save: '保存', saved: '保存しました',
     search: '検索', submit: '送信',
   },

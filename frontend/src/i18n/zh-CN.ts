@@ -4,7 +4,7 @@ const zhCN: typeof en = {
   nav: { dashboard: '仪表盘', keys: '密钥管理', logs: '日志', usage: '用量', settings: '系统设置', audit: '审计', import: '导入', logout: '退出登录', menu: '主菜单' },
   theme: { system: '跟随系统', light: '浅色', dark: '深色' },
   common: {
-    actions: '操作', add: '添加', cancel: '取消', confirm: '确认', copy: '复制', delete: '删除', deleted: '已删除', edit: '编辑',
+    close: '关闭', actions: '操作', add: '添加', cancel: '取消', confirm: '确认', copy: '复制', delete: '删除', deleted: '已删除', edit: '编辑',
     language: '语言', theme: '主题', refresh: '刷新', remove: '移除', reset: '重置', save: '保存', saved: '已保存',
     search: '搜索', submit: '提交',
   },

@@ -13,7 +13,8 @@ export function hourlyOption(data: ChartData, locale: string, dark: boolean) {
   return {
     backgroundColor: 'transparent',
     tooltip: { trigger: 'axis' },
-    legend: { data: data.datasets.map((d) => d.label), textStyle: { color: text } },
+    legend: { top: 0, data: data.datasets.map((d) => d.label), textStyle: { color: text } },
+    animationDuration: 300,
     grid: { left: 40, right: 16, top: 36, bottom: 30, containLabel: true },
     xAxis: {
       type: 'category',
