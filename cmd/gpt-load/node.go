@@ -23,6 +23,7 @@ import (
 	"gpt-load/domain"
 	"gpt-load/events"
 	"gpt-load/events/embedded"
+	"gpt-load/frontend"
 	"gpt-load/httpapi"
 	"gpt-load/httpapi/tasks"
 	"gpt-load/projections"
@@ -211,6 +212,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			MaxRequests: cfg.MaxConcurrentRequests, Stream: n.store, Conn: n.nc,
 			Logs:   sqllog.NewQueries(n.db),
 			Health: httpapi.HealthConfig{RequestLogs: n.sqllog, Leader: n.leadership(), Database: n.db},
+			SPA:    frontend.Dist(),
 		}),
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: min(cfg.ReadTimeout, 30*time.Second),
