@@ -53,13 +53,13 @@ func TestCipherHashAndRoundTrip(t *testing.T) {
 }
 
 // TestCipherReadsGPTLoadData checks our key derivation, ciphertext format and keyed hash
-// against a database written by gpt-load 1.x with a known ENCRYPTION_KEY (the fixture in
-// the shared folder beside the repository).
+// against a database written by gpt-load 1.x with a known ENCRYPTION_KEY (the fixture's
+// copy under projections/gptload/testdata).
 func TestCipherReadsGPTLoadData(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join("..", "..", "shared", "fixtures", "gpt-load-1x", "encrypted.db")
+	path := filepath.Join("..", "projections", "gptload", "testdata", "gpt-load-1x", "encrypted.db")
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("gpt-load fixture %s not present", path)
+		t.Fatalf("gpt-load fixture: %v", err)
 	}
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
 	if err != nil {
