@@ -113,10 +113,13 @@ func (a *admin) importGptload(w http.ResponseWriter, r *http.Request) {
 		defer os.Remove(file)
 		defer src.Close()
 		sum, err := im.Run(ctx, func(done, _ int) { p.Set(done) })
-		if err == nil && sum.DryRun {
+		if err != nil {
+			return nil, err
+		}
+		if sum.DryRun {
 			p.Set(im.TotalKeys()) // every key was looked at
 		}
-		return sum, err
+		return sum.Counts(), nil
 	})
 	if err != nil {
 		src.Close()
