@@ -5,6 +5,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"net/http"
 	"strconv"
 	"time"
@@ -92,6 +93,9 @@ type Deps struct {
 	// Logs reads request logs from SQL (logs, exports, dashboard figures, group stats,
 	// key usage, usage); nil makes the log routes answer 503 and the figures zero.
 	Logs LogQueries
+	// SPA is the built web dashboard (frontend.Dist), served for every GET that no route
+	// answers (static.go); nil leaves those to the JSON 404.
+	SPA fs.FS
 }
 
 // New builds the router: /health, the admin API under /api (when d.Commands is set), the
@@ -111,6 +115,9 @@ func New(d Deps) http.Handler {
 	}
 	r.Use(securityHeaders)
 	r.NotFound(notFound)
+	if d.SPA != nil {
+		r.NotFound(newSPA(d.SPA).ServeHTTP)
+	}
 	r.MethodNotAllowed(notFound)
 	r.Get("/health", newHealth(d).ServeHTTP)
 	if d.Commands != nil {
