@@ -112,7 +112,14 @@ func (a *admin) importGptload(w http.ResponseWriter, r *http.Request) {
 	st, err := a.tasks.Start(a.taskContext(r), taskImportGptload, "", im.TotalKeys(), func(ctx context.Context, p *tasks.Progress) (any, error) {
 		defer os.Remove(file)
 		defer src.Close()
-		return im.Run(ctx, func(done, _ int) { p.Set(done) })
+		sum, err := im.Run(ctx, func(done, _ int) { p.Set(done) })
+		if err != nil {
+			return nil, err
+		}
+		if sum.DryRun {
+			p.Set(im.TotalKeys()) // every key was looked at
+		}
+		return sum.Counts(), nil
 	})
 	if err != nil {
 		src.Close()

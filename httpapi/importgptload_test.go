@@ -93,7 +93,7 @@ func TestImportGptloadRoute(t *testing.T) {
 	n.importUpload(enc, map[string]string{"encryption_key": "fixture-encryption-key-7Qm2Lx9Vp4"}).ok(t, &st)
 	n.waitTask(30 * time.Second)
 	n.do(http.MethodGet, "/api/tasks/status", nil).ok(t, &st)
-	if st.Error != "" || st.Processed != 100 || !strings.Contains(string(st.Result), `"active":94,"invalid":6`) {
+	if st.Error != "" || st.Processed != 100 || !strings.Contains(string(st.Result), `"groups_created":6,`) || !strings.Contains(string(st.Result), `"keys_active":94,"keys_invalid":6,`) {
 		t.Fatalf("import ended %+v %s", st, st.Result)
 	}
 	var groups []struct {
@@ -138,7 +138,7 @@ func TestImportGptloadRoute(t *testing.T) {
 	n.importUpload(enc, map[string]string{"encryption_key": "fixture-encryption-key-7Qm2Lx9Vp4"}).ok(t, &st)
 	n.waitTask(30 * time.Second)
 	n.do(http.MethodGet, "/api/tasks/status", nil).ok(t, &st)
-	if st.Error != "" || !strings.Contains(string(st.Result), `"active":0,"invalid":0`) || n.proj.Applied() != seq {
+	if st.Error != "" || !strings.Contains(string(st.Result), `"groups_left_alone":6,`) || !strings.Contains(string(st.Result), `"keys_active":0,"keys_invalid":0,`) || n.proj.Applied() != seq {
 		t.Errorf("second import: %+v %s; log %d → %d", st, st.Result, seq, n.proj.Applied())
 	}
 	var k domain.Key

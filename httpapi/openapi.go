@@ -244,7 +244,7 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/import/gptload", tag: "tasks", summary: "Import a gpt-load 1.x SQLite database as a task (ours)",
 			description: "A multipart upload (at most 4 GiB) of the gpt-load SQLite file, with encryption_key (the ENCRYPTION_KEY gpt-load ran with, if any), overwrite (replace groups whose names exist here) and dry_run. " +
 				"The encryption key is checked on a sample of keys before the answer: a wrong or missing one is a 400 and nothing is written. Group and key ids are kept. " +
-				"The task (IMPORT_GPTLOAD) counts keys in processed/total; its result is the import summary.",
+				"The task (IMPORT_GPTLOAD) counts keys in processed/total; its result counts what came over: dry_run, settings_changed (names), groups_created, groups_replaced, groups_left_alone, groups_renumbered, keys_active, keys_invalid, keys_already_here, keys_renumbered, keys_in_groups_left_alone.",
 			multipart: object("file", schema{"type": "string", "contentMediaType": "application/octet-stream"}, "?encryption_key", str(""),
 				"?overwrite", boolean(), "?dry_run", boolean()),
 			data: ref("TaskStatus"), errors: []int{400, 409, 413}},

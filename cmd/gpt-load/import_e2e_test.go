@@ -95,7 +95,8 @@ func TestImportGptloadThenServe(t *testing.T) {
 	env := []string{"DATA_DIR=" + filepath.Join(dir, "data"), "AUTH_KEY=" + e2eAdminKey, "ENCRYPTION_KEY=this-node-key-Str0ng-987654321", "HOST=127.0.0.1"}
 	args := []string{"--dsn", src, "--encryption-key", "fixture-encryption-key-7Qm2Lx9Vp4", "--with-logs"}
 	code, out := runImportBinary(t, dir, env, args...)
-	if code != 0 || !strings.Contains(out, "keys: 100 imported (94 active, 6 invalid)") || !strings.Contains(out, "16 request logs written") {
+	if code != 0 || !strings.Contains(out, "keys: 100 imported (94 active, 6 invalid)") || !strings.Contains(out, "16 request logs written") ||
+		!strings.Contains(out, "keys 100/100") || !strings.Contains(out, "settings: 7 changed") {
 		t.Fatalf("import: exit %d\n%s", code, out)
 	}
 

@@ -394,12 +394,22 @@ func TestDryRunWritesNothing(t *testing.T) {
 	}
 }
 
-// TestImportWithLogs brings request logs, hourly stats and key usage into SQL, with key
-// values sealed under this node's key and hashes of this node, once.
+// TestImportWithLogs brings request logs, hourly stats and key usage into each kind of
+// SQL store (PostgreSQL and MySQL when TEST_POSTGRES_DSN / TEST_MYSQL_DSN are set), with
+// key values sealed under this node's key and hashes of this node, once.
 func TestImportWithLogs(t *testing.T) {
 	t.Parallel()
+	for _, dialect := range sqlstoretest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			testImportWithLogs(t, dialect)
+		})
+	}
+}
+
+func testImportWithLogs(t *testing.T, dialect string) {
 	e := loadExpected(t)
-	db := sqlstoretest.Migrated(t, sqlstoretest.DSN(t, "sqlite"))
+	db := sqlstoretest.Migrated(t, sqlstoretest.DSN(t, dialect))
 	n := startNode(t, "our-node-encryption-key-123456", db)
 	dsn := fixture(t, "encrypted.db")
 	sum := mustRun(t, n, dsn, gptload.Options{EncryptionKey: fixtureKey, WithLogs: true})

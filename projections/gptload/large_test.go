@@ -76,14 +76,15 @@ func generate(t testing.TB, groups, keys, block int) string {
 	return path
 }
 
-// TestImportGenerated imports 100,000 keys over 20 groups, their ids interleaved between
-// the groups, and checks every id, status, failure count and note.
+// TestImportGenerated imports 100,000 keys (10,000 under the race detector) over 20
+// groups, their ids interleaved between the groups, and checks every id, status, failure
+// count and note.
 func TestImportGenerated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100,000 keys: skipped with -short")
 	}
 	t.Parallel()
-	const groups, keys, block = 20, 100_000, 500
+	const groups, keys, block = 20, generatedKeys, generatedKeys / 200
 	src := generate(t, groups, keys, block)
 	n := startNode(t, "", nil)
 	start := time.Now()

@@ -73,3 +73,39 @@ func (s Summary) Write(w io.Writer) {
 		}
 	}
 }
+
+// Counts is a summary in flat counters, for a task's result (GET /api/tasks/status), whose
+// readers show each field as one value.
+type Counts struct {
+	DryRun                bool     `json:"dry_run"`
+	Settings              []string `json:"settings_changed"`
+	GroupsCreated         int      `json:"groups_created"`
+	GroupsReplaced        int      `json:"groups_replaced"`
+	GroupsLeftAlone       int      `json:"groups_left_alone"`
+	GroupsRenumbered      int      `json:"groups_renumbered"`
+	KeysActive            int      `json:"keys_active"`
+	KeysInvalid           int      `json:"keys_invalid"`
+	KeysAlreadyHere       int      `json:"keys_already_here"`
+	KeysRenumbered        int      `json:"keys_renumbered"`
+	KeysInGroupsLeftAlone int      `json:"keys_in_groups_left_alone"`
+}
+
+// Counts flattens the summary.
+func (s Summary) Counts() Counts {
+	c := Counts{DryRun: s.DryRun, Settings: s.Settings, KeysActive: s.Keys.Active, KeysInvalid: s.Keys.Invalid,
+		KeysAlreadyHere: s.Keys.Existing, KeysRenumbered: s.Keys.Renumbered, KeysInGroupsLeftAlone: s.Keys.LeftAlone}
+	for _, g := range s.Groups {
+		switch g.Outcome {
+		case domain.ImportCreated:
+			c.GroupsCreated++
+		case domain.ImportReplaced:
+			c.GroupsReplaced++
+		case domain.ImportExists:
+			c.GroupsLeftAlone++
+		}
+		if g.Renumbered {
+			c.GroupsRenumbered++
+		}
+	}
+	return c
+}
