@@ -92,6 +92,9 @@ type Deps struct {
 	// Logs reads request logs from SQL (logs, exports, dashboard figures, group stats,
 	// key usage, usage); nil makes the log routes answer 503 and the figures zero.
 	Logs LogQueries
+	// Metrics, when set, is served at /metrics: behind the admin key unless MetricsPublic.
+	Metrics       *Metrics
+	MetricsPublic bool
 }
 
 // New builds the router: /health, the admin API under /api (when d.Commands is set), the
@@ -119,6 +122,14 @@ func New(d Deps) http.Handler {
 		r.With(a.whenReady, a.public.limit, limitBody(maxLoginBody)).HandleFunc("/proxy/{group}/api/integration/info", a.groupIntegrationInfo)
 		if d.Proxy != nil {
 			r.With(a.proxyWhenReady).Handle("/proxy/{group}/*", d.Proxy)
+		}
+		if d.Metrics != nil {
+			d.Metrics.watch(d, a.tasks.Store())
+			if d.MetricsPublic {
+				r.Get("/metrics", d.Metrics.Handler().ServeHTTP)
+			} else {
+				r.With(a.requireAdmin).Get("/metrics", d.Metrics.Handler().ServeHTTP)
+			}
 		}
 	}
 	return r

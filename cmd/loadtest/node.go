@@ -16,6 +16,7 @@ import (
 
 	"gpt-load/domain"
 	"gpt-load/events"
+	"gpt-load/httpapi"
 	"gpt-load/events/embedded"
 	"gpt-load/projections"
 	"gpt-load/proxy"
@@ -89,7 +90,7 @@ func serveNode(args []string) error {
 		return err
 	}
 	logs := events.NewReqLogPublisher(js, events.ReqLogConfig{Node: "loadtest", Cipher: store.Cipher()}, log)
-	h, err := proxy.New(proxy.Config{MaxConcurrentRequests: 1024}, proxy.Deps{Views: run, Facts: store, Logs: logs, Log: log})
+	h, err := proxy.New(proxy.Config{MaxConcurrentRequests: 1024}, proxy.Deps{Views: run, Facts: store, Logs: httpapi.NewMetrics().Recorder(logs), Log: log})
 	if err != nil {
 		return err
 	}
