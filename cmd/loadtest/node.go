@@ -16,8 +16,8 @@ import (
 
 	"gpt-load/domain"
 	"gpt-load/events"
-	"gpt-load/httpapi"
 	"gpt-load/events/embedded"
+	"gpt-load/httpapi"
 	"gpt-load/projections"
 	"gpt-load/proxy"
 )
