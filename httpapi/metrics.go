@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"gpt-load/domain"
+	"gpt-load/events"
 	"gpt-load/httpapi/tasks"
+	"gpt-load/projections/sqllog"
 )
 
 // LogRecorder takes request-log records from the proxy; *events.ReqLogPublisher
@@ -41,6 +43,27 @@ type Metrics struct {
 	mu     sync.Mutex // serialises the copy-on-write of series
 
 	src atomic.Pointer[metricsSource] // the node's state read at scrape time; set by New
+
+	pub atomic.Pointer[publisherStats]
+}
+
+// PublisherStats reads the counters of the request-log publisher;
+// *events.ReqLogPublisher implements it.
+type PublisherStats interface {
+	Stats() events.ReqLogStats
+}
+
+type publisherStats struct{ PublisherStats }
+
+// WatchPublisher adds the request-log publisher's counters (published, dropped, queued
+// bytes) to every scrape.
+func (m *Metrics) WatchPublisher(p PublisherStats) {
+	m.pub.Store(&publisherStats{p})
+}
+
+// projectorStats is what the SQL projector counts; *sqllog.Projector implements it.
+type projectorStats interface {
+	Stats() sqllog.Stats
 }
 
 type metricsSource struct {
@@ -177,10 +200,14 @@ var (
 	descParked  = prometheus.NewDesc("gpt_load_request_log_parked_records_total", "Request-log records given up on by this node (not written to SQL).", nil, nil)
 	descLeader  = prometheus.NewDesc("gpt_load_leader", "1 when this node runs the background duties (key revalidation, log retention).", nil, nil)
 	descTask    = prometheus.NewDesc("gpt_load_task_running", "1 while a task of the type runs in the cluster's task slot.", []string{"type"}, nil)
+	descWritten = prometheus.NewDesc("gpt_load_request_logs_written_total", "Request-log records this node wrote to SQL.", nil, nil)
+	descPub     = prometheus.NewDesc("gpt_load_request_logs_published_total", "Request-log records this node handed to JetStream (acknowledged).", nil, nil)
+	descDropped = prometheus.NewDesc("gpt_load_request_logs_dropped_total", "Request-log records this node lost before JetStream took them (queue full, or unsent at stop).", nil, nil)
+	descQueued  = prometheus.NewDesc("gpt_load_request_log_queued_bytes", "Request-log bytes this node holds, not yet acknowledged by JetStream.", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKeys, descApplied, descLag, descCaught, descBacklog, descBytes, descParked, descLeader, descTask} {
+	for _, d := range []*prometheus.Desc{descKeys, descApplied, descLag, descCaught, descBacklog, descBytes, descParked, descLeader, descTask, descWritten, descPub, descDropped, descQueued} {
 		ch <- d
 	}
 }
@@ -227,6 +254,15 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descBacklog, float64(b.Messages))
 		gauge(descBytes, float64(b.Bytes))
 		ch <- prometheus.MustNewConstMetric(descParked, prometheus.CounterValue, float64(b.ParkedRecords))
+		if ps, ok := rl.(projectorStats); ok {
+			ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(ps.Stats().Written))
+		}
+	}
+	if p := c.m.pub.Load(); p != nil {
+		st := p.Stats()
+		ch <- prometheus.MustNewConstMetric(descPub, prometheus.CounterValue, float64(st.Published))
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+		gauge(descQueued, float64(st.QueuedBytes))
 	}
 	if l := d.Health.Leader; l != nil {
 		gauge(descLeader, b2f(l.Leading()))

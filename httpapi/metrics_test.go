@@ -15,9 +15,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"gpt-load/domain"
+	"gpt-load/events"
 	"gpt-load/httpapi"
 	"gpt-load/proxy"
 )
+
+type fakePublisher struct{ st events.ReqLogStats }
+
+func (f fakePublisher) Stats() events.ReqLogStats { return f.st }
 
 // nopRecorder drops request logs: the test counts what the metrics saw.
 type nopRecorder struct{}
@@ -41,6 +46,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	}))
 	defer upstream.Close()
 	m := httpapi.NewMetrics()
+	m.WatchPublisher(fakePublisher{events.ReqLogStats{Published: 7, Dropped: 1, QueuedBytes: 300}})
 	var ph atomic.Pointer[proxy.Handler]
 	n := startNode(t, nodeOpts{
 		proxy: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ph.Load().ServeHTTP(w, r) }),
@@ -123,6 +129,9 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 		{"gpt_load_keys", map[string]string{"group": "metered", "status": "invalid"}, 0},
 		{"gpt_load_projection_caught_up", nil, 1},
 		{"gpt_load_task_running", map[string]string{"type": "KEY_IMPORT"}, 0},
+		{"gpt_load_request_logs_published_total", nil, 7},
+		{"gpt_load_request_logs_dropped_total", nil, 1},
+		{"gpt_load_request_log_queued_bytes", nil, 300},
 	}
 	for _, c := range checks {
 		if got := value(c.name, c.labels); got != c.want {

@@ -180,6 +180,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	n.reqlogs = events.NewReqLogPublisher(js, events.ReqLogConfig{Node: cfg.NodeName, Cipher: cipher},
 		log.With().Str("component", "reqlog").Logger())
 	n.metrics = httpapi.NewMetrics()
+	n.metrics.WatchPublisher(n.reqlogs)
 	n.proxy, err = proxy.New(proxy.Config{
 		MaxConcurrentRequests: cfg.MaxConcurrentRequests,
 		RetryEmptyAnswer:      func(g *projections.GroupView) bool { return g.Effective.RetryEmptyResponse },
