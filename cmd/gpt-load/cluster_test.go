@@ -150,12 +150,18 @@ func waitHealthy(t *testing.T, within time.Duration, nodes ...*clusterNode) {
 
 // TestClusterNodesStartAtOnce starts three nodes at the same moment as the three servers
 // of a fresh NATS cluster, before it has a JetStream meta leader: every node must wait for
-// the cluster, create or find the streams and consumers, and serve.
+// the cluster, create or find the streams and consumers, and serve. Node 3 is IS_SLAVE:
+// it serves, but never leads.
 func TestClusterNodesStartAtOnce(t *testing.T) {
 	t.Parallel()
 	c := eventstest.StartCluster(t, 3)
 	start := time.Now()
-	nodes := startCluster(t, c.URL(), 3, nil)
+	nodes := startCluster(t, c.URL(), 3, func(i int) map[string]string {
+		if i == 2 {
+			return map[string]string{"IS_SLAVE": "true", "LEADER_LEASE": "1s"}
+		}
+		return map[string]string{"LEADER_LEASE": "1s"}
+	})
 	waitHealthy(t, 60*time.Second, nodes...)
 	t.Logf("three nodes healthy %v after the cluster's servers accepted connections", time.Since(start).Round(time.Millisecond))
 
@@ -170,6 +176,35 @@ func TestClusterNodesStartAtOnce(t *testing.T) {
 		}
 		return nil
 	})
+
+	// One of nodes 1 and 2 leads; when it stops, the other takes over.
+	var l *clusterNode
+	eventstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if l = leaderOf(nodes); l == nil {
+			return errors.New("no single leader")
+		}
+		return nil
+	})
+	if l == nodes[2] {
+		t.Fatal("the IS_SLAVE node leads")
+	}
+	l.stop(t)
+	other := nodes[0]
+	if l == nodes[0] {
+		other = nodes[1]
+	}
+	eventstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !other.n.lease.Leading() {
+			return fmt.Errorf("%s does not lead after %s stopped", other.name, l.name)
+		}
+		return nil
+	})
+	// With both candidates gone, the IS_SLAVE node is alone: it still does not lead.
+	other.stop(t)
+	time.Sleep(2 * time.Second) // two leases
+	if nodes[2].n.lease.Leading() || nodes[2].n.lease.Leader() != "" {
+		t.Fatalf("IS_SLAVE node: leading %v, sees leader %q", nodes[2].n.lease.Leading(), nodes[2].n.lease.Leader())
+	}
 }
 
 func found[T any](_ T, ok bool) bool { return ok }
