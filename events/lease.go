@@ -109,7 +109,7 @@ func (l *Lease) Run(ctx context.Context, lead func(ctx context.Context)) {
 
 // campaign takes the lease if nobody holds it; it returns the revision when it did.
 func (l *Lease) campaign(ctx context.Context) (uint64, bool) {
-	actx, cancel := context.WithTimeout(ctx, min(Attempt, l.cfg.TTL/3))
+	actx, cancel := context.WithTimeout(ctx, min(AttemptTimeout, l.cfg.TTL/3))
 	defer cancel()
 	if l.cfg.Candidate {
 		rev, err := l.kv.Create(actx, leaseKey, []byte(l.cfg.Node))
@@ -159,6 +159,7 @@ func (l *Lease) hold(ctx context.Context, rev uint64, lead func(ctx context.Cont
 		case <-ctx.Done():
 			stop()
 			wg.Wait()
+			l.leading.Store(false)
 			l.release(rev)
 			return
 		case <-time.After(deadline):
@@ -187,7 +188,7 @@ func (l *Lease) hold(ctx context.Context, rev uint64, lead func(ctx context.Cont
 // release deletes the lease this node holds, so another takes over without waiting for
 // it to expire. A lease renewed by another node (revision changed) is left alone.
 func (l *Lease) release(rev uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), Attempt)
+	ctx, cancel := context.WithTimeout(context.Background(), AttemptTimeout)
 	defer cancel()
 	if err := l.kv.Delete(ctx, leaseKey, jetstream.LastRevision(rev)); err != nil {
 		l.log.Warn().Err(err).Msg("leader lease not released; it expires by itself")

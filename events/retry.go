@@ -9,12 +9,12 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Attempt bounds one JetStream API request made by Retry. A request that reaches a
+// AttemptTimeout bounds one JetStream API request made by Retry. A request that reaches a
 // cluster without a meta leader (servers just started, or a leader election under way) is
 // not answered at all: only a short deadline per attempt lets the next one be sent.
-const Attempt = 3 * time.Second
+const AttemptTimeout = 3 * time.Second
 
-// Retry calls f, each time under a deadline of Attempt, until it succeeds or ctx ends,
+// Retry calls f, each time under a deadline of AttemptTimeout, until it succeeds or ctx ends,
 // waiting a little longer after each failure (up to 5 s). Every failure is logged with
 // what is being done, so an operator sees a node waiting for its cluster rather than a
 // silent hang. It is for idempotent set-up requests: creating or updating a stream, a
@@ -24,7 +24,7 @@ func Retry(ctx context.Context, log zerolog.Logger, what string, f func(ctx cont
 	delay := 100 * time.Millisecond
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, Attempt)
+		actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 		err := f(actx)
 		cancel()
 		if err == nil {

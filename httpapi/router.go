@@ -96,6 +96,9 @@ type Deps struct {
 	// SPA is the built web dashboard (frontend.Dist), served for every GET that no route
 	// answers (static.go); nil leaves those to the JSON 404.
 	SPA fs.FS
+	// Metrics, when set, is served at /metrics: behind the admin key unless MetricsPublic.
+	Metrics       *Metrics
+	MetricsPublic bool
 }
 
 // New builds the router: /health, the admin API under /api (when d.Commands is set), the
@@ -126,6 +129,14 @@ func New(d Deps) http.Handler {
 		r.With(a.whenReady, a.public.limit, limitBody(maxLoginBody)).HandleFunc("/proxy/{group}/api/integration/info", a.groupIntegrationInfo)
 		if d.Proxy != nil {
 			r.With(a.proxyWhenReady).Handle("/proxy/{group}/*", d.Proxy)
+		}
+		if d.Metrics != nil {
+			d.Metrics.watch(d, a.tasks.Store())
+			if d.MetricsPublic {
+				r.Get("/metrics", d.Metrics.Handler().ServeHTTP)
+			} else {
+				r.With(a.requireAdmin).Get("/metrics", d.Metrics.Handler().ServeHTTP)
+			}
 		}
 	}
 	return r

@@ -150,12 +150,18 @@ func waitHealthy(t *testing.T, within time.Duration, nodes ...*clusterNode) {
 
 // TestClusterNodesStartAtOnce starts three nodes at the same moment as the three servers
 // of a fresh NATS cluster, before it has a JetStream meta leader: every node must wait for
-// the cluster, create or find the streams and consumers, and serve.
+// the cluster, create or find the streams and consumers, and serve. Node 3 is IS_SLAVE:
+// it serves, but never leads.
 func TestClusterNodesStartAtOnce(t *testing.T) {
 	t.Parallel()
 	c := eventstest.StartCluster(t, 3)
 	start := time.Now()
-	nodes := startCluster(t, c.URL(), 3, nil)
+	nodes := startCluster(t, c.URL(), 3, func(i int) map[string]string {
+		if i == 2 {
+			return map[string]string{"IS_SLAVE": "true", "LEADER_LEASE": "1s"}
+		}
+		return map[string]string{"LEADER_LEASE": "1s"}
+	})
 	waitHealthy(t, 60*time.Second, nodes...)
 	t.Logf("three nodes healthy %v after the cluster's servers accepted connections", time.Since(start).Round(time.Millisecond))
 
@@ -170,6 +176,35 @@ func TestClusterNodesStartAtOnce(t *testing.T) {
 		}
 		return nil
 	})
+
+	// One of nodes 1 and 2 leads; when it stops, the other takes over.
+	var l *clusterNode
+	eventstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if l = leaderOf(nodes); l == nil {
+			return errors.New("no single leader")
+		}
+		return nil
+	})
+	if l == nodes[2] {
+		t.Fatal("the IS_SLAVE node leads")
+	}
+	l.stop(t)
+	other := nodes[0]
+	if l == nodes[0] {
+		other = nodes[1]
+	}
+	eventstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !other.n.lease.Leading() {
+			return fmt.Errorf("%s does not lead after %s stopped", other.name, l.name)
+		}
+		return nil
+	})
+	// With both candidates gone, the IS_SLAVE node is alone: it still does not lead.
+	other.stop(t)
+	time.Sleep(2 * time.Second) // two leases
+	if nodes[2].n.lease.Leading() || nodes[2].n.lease.Leader() != "" {
+		t.Fatalf("IS_SLAVE node: leading %v, sees leader %q", nodes[2].n.lease.Leading(), nodes[2].n.lease.Leader())
+	}
 }
 
 func found[T any](_ T, ok bool) bool { return ok }
@@ -500,5 +535,134 @@ func TestClusterRequestLogsOnceInPostgres(t *testing.T) {
 	t.Logf("%d requests over three nodes: %d rows, %d distinct; written by %s", answered.Load(), rows, ids, strings.Join(by, ", "))
 	if rows != answered.Load() || ids != rows {
 		t.Fatalf("%d answered requests have %d rows (%d distinct ids): want one row each", answered.Load(), rows, ids)
+	}
+}
+
+// TestClusterSurvivesNATSServerLoss stops the NATS server that leads the event stream
+// while clients load all three nodes with proxied requests and admin changes: the proxy
+// keeps answering, admin changes resume after the stream elects a new leader, and every
+// change that was acknowledged (200) is in force on every node.
+func TestClusterSurvivesNATSServerLoss(t *testing.T) {
+	t.Parallel()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	t.Cleanup(upstream.Close)
+	c := eventstest.RunCluster(t, 3)
+	nodes := startCluster(t, c.URL(), 3, nil)
+	waitHealthy(t, 60*time.Second, nodes...)
+	var g struct {
+		ID uint64 `json:"id"`
+	}
+	api(t, nodes[0].api(), "POST", "/api/groups", `{"name":"survive","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-s","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	api(t, nodes[0].api(), "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-1\nsk-up-2"}`, g.ID), nil)
+	for _, n := range nodes {
+		eventstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+			if v := n.n.proj.View(); v != nil {
+				if gv, ok := v.Group(g.ID); ok && gv.Pool().Len() == 2 {
+					return nil
+				}
+			}
+			return fmt.Errorf("%s has not the group's keys yet", n.name)
+		})
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var proxied, proxyFailed atomic.Int64
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range 6 {
+		port := nodes[i%3].port
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/proxy/survive/v1/chat/completions", port),
+					strings.NewReader(`{"model":"m","messages":[]}`))
+				req.Header.Set("Authorization", "Bearer sk-proxy-s")
+				resp, err := client.Do(req)
+				if err != nil {
+					proxyFailed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					proxied.Add(1)
+				} else {
+					proxyFailed.Add(1)
+				}
+			}
+		})
+	}
+	var mu sync.Mutex
+	var acked []string
+	var adminFailed atomic.Int64
+	for i := range 3 {
+		n := nodes[i]
+		wg.Go(func() {
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("g-%d-%d", i, j)
+				code, _ := adminDo(t, n, "POST", "/api/groups", `{"name":"`+name+`","channel_type":"openai","test_model":"m","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`)
+				if code == http.StatusOK {
+					mu.Lock()
+					acked = append(acked, name)
+					mu.Unlock()
+				} else {
+					adminFailed.Add(1)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	time.Sleep(2 * time.Second)
+	before, beforeFailed := proxied.Load(), proxyFailed.Load()
+	victim := -1
+	for i, s := range c.Servers {
+		if s.JetStreamIsStreamLeader("$G", "GL_EVENTS") {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		t.Fatal("no server leads GL_EVENTS")
+	}
+	stopped := time.Now()
+	c.Servers[victim].Shutdown()
+	time.Sleep(6 * time.Second)
+	mu.Lock()
+	ackedAt := len(acked)
+	mu.Unlock()
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("NATS server %d (leader of GL_EVENTS) stopped: proxied %d before, %d after; failed proxied requests %d before, %d after; admin changes acknowledged %d, refused %d",
+		victim, before, proxied.Load()-before, beforeFailed, proxyFailed.Load()-beforeFailed, len(acked), adminFailed.Load())
+	if proxied.Load()-before < 100 {
+		t.Errorf("the proxy answered only %d requests after the NATS server stopped", proxied.Load()-before)
+	}
+	if len(acked) <= ackedAt {
+		t.Errorf("no admin change acknowledged in the 2 s that followed the first %v after the loss", time.Since(stopped).Round(time.Second))
+	}
+	for _, n := range nodes {
+		eventstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			v := n.n.proj.View()
+			for _, name := range acked {
+				if _, ok := v.GroupByName(name); !ok {
+					return fmt.Errorf("%s lacks the acknowledged group %s", n.name, name)
+				}
+			}
+			return nil
+		})
 	}
 }

@@ -6,8 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -17,6 +21,17 @@ func main() {
 		switch os.Args[1] {
 		case "help", "-h", "--help":
 			fmt.Println(usage)
+			return
+		case "health":
+			// For container health checks: the runtime image has no shell and no curl.
+			cfg, err := LoadConfig(os.LookupEnv, ".env")
+			if err == nil {
+				err = probeHealth(cfg, 5*time.Second)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "gpt-load health: %v\n", err)
+				os.Exit(1)
+			}
 			return
 		case "admin-key":
 			cfg, err := LoadConfig(os.LookupEnv, ".env")
@@ -65,6 +80,8 @@ Usage:
   gpt-load import-gptload --dsn <gpt-load DATABASE_DSN> [--encryption-key K]
                       [--dry-run] [--overwrite] [--with-logs]
                       bring a gpt-load 1.x database into this node (--help for more)
+  gpt-load health     exit 0 when the node on PORT answers /health with 200 (for
+                      container health checks)
   gpt-load help       show this help
 
 See README.md for the environment variables.`
@@ -73,4 +90,24 @@ See README.md for the environment variables.`
 // five seconds, which are left to flush the event log and take the last snapshot.
 func shutdownBudget(total time.Duration) (httpDrain, rest time.Duration) {
 	return total - 5*time.Second, 5 * time.Second
+}
+
+// probeHealth asks the node on this machine's PORT for /health and fails unless it
+// answers 200.
+func probeHealth(cfg Config, timeout time.Duration) error {
+	host := cfg.Host
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, strconv.Itoa(cfg.Port)) + "/health")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("/health answered %d: %s", resp.StatusCode, body)
+	}
+	return nil
 }

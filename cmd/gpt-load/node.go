@@ -51,6 +51,7 @@ type node struct {
 	lease    *events.Lease     // the election of the node that runs the duties; nil embedded
 	tasks    *tasks.KV         // the cluster's task slot; nil embedded (the slot is in memory)
 	proxy    *proxy.Handler
+	metrics  *httpapi.Metrics
 	valid    *proxy.Validator
 	taskCtx  context.Context // background admin tasks stop when it ends
 	stopTask context.CancelFunc
@@ -179,11 +180,13 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 
 	n.reqlogs = events.NewReqLogPublisher(js, events.ReqLogConfig{Node: cfg.NodeName, Cipher: cipher},
 		log.With().Str("component", "reqlog").Logger())
+	n.metrics = httpapi.NewMetrics()
+	n.metrics.WatchPublisher(n.reqlogs)
 	n.proxy, err = proxy.New(proxy.Config{
 		MaxConcurrentRequests: cfg.MaxConcurrentRequests,
 		RetryEmptyAnswer:      func(g *projections.GroupView) bool { return g.Effective.RetryEmptyResponse },
 	}, proxy.Deps{
-		Views: n.proj, Facts: n.store, Logs: n.reqlogs, Log: log.With().Str("component", "proxy").Logger(),
+		Views: n.proj, Facts: n.store, Logs: n.metrics.Recorder(n.reqlogs), Log: log.With().Str("component", "proxy").Logger(),
 	})
 	if err != nil {
 		return nil, err
@@ -210,7 +213,8 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 				AllowedHeaders: cfg.CORS.AllowedHeaders, AllowCredentials: cfg.CORS.AllowCredentials,
 			},
 			MaxRequests: cfg.MaxConcurrentRequests, Stream: n.store, Conn: n.nc,
-			Logs:   sqllog.NewQueries(n.db),
+			Logs:    sqllog.NewQueries(n.db),
+			Metrics: n.metrics, MetricsPublic: cfg.MetricsPublic,
 			Health: httpapi.HealthConfig{RequestLogs: n.sqllog, Leader: n.leadership(), Database: n.db},
 			SPA:    frontend.Dist(),
 		}),

@@ -17,6 +17,7 @@ import (
 	"gpt-load/domain"
 	"gpt-load/events"
 	"gpt-load/events/embedded"
+	"gpt-load/httpapi"
 	"gpt-load/projections"
 	"gpt-load/projections/sqllog"
 	"gpt-load/projections/sqlstore"
@@ -117,7 +118,7 @@ func serveNode(args []string) error {
 		close(projDone)
 	}
 	logs := events.NewReqLogPublisher(js, events.ReqLogConfig{Node: "loadtest", Cipher: store.Cipher()}, log)
-	h, err := proxy.New(proxy.Config{MaxConcurrentRequests: 1024}, proxy.Deps{Views: run, Facts: store, Logs: logs, Log: log})
+	h, err := proxy.New(proxy.Config{MaxConcurrentRequests: 1024}, proxy.Deps{Views: run, Facts: store, Logs: httpapi.NewMetrics().Recorder(logs), Log: log})
 	if err != nil {
 		return err
 	}

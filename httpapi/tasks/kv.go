@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"gpt-load/events"
 )
 
 // Bucket is the key-value bucket of the cluster-wide task slot.
@@ -66,31 +68,18 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig, log zerol
 		cfg.Now = time.Now
 	}
 	var kv jetstream.KeyValue
-	delay := 100 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		var err error
-		kv, err = js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+	err := events.Retry(ctx, log, "create key-value bucket "+Bucket, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      Bucket,
 			Description: "gpt-load: the one admin task slot of the cluster",
 			History:     1,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 		})
-		cancel()
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("create key-value bucket %s: %w", Bucket, err)
-		}
-		log.Warn().Err(err).Msg("create key-value bucket " + Bucket + ": NATS cluster not ready; trying again")
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("create key-value bucket %s: %w", Bucket, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &KV{kv: kv, cfg: cfg, log: log}, nil
 }
@@ -193,7 +182,7 @@ func (s *KV) keepAlive(ctx context.Context, id string) {
 // put writes this node's own entry by revision, reading the revision again if a write
 // of ours raced it; ErrNotOwner when the slot holds another task. Called with mu held.
 func (s *KV) put(ctx context.Context, ent kvEntry) error {
-	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	actx, cancel := context.WithTimeout(ctx, events.AttemptTimeout)
 	defer cancel()
 	nrev, err := s.write(actx, ent, s.rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {

@@ -2,9 +2,8 @@
 // validations; API.md 3.4): at most one runs at a time, its progress is visible while it
 // runs, and its outcome stays visible for an hour after it ends.
 //
-// The slot lives behind Store. Memory keeps it in the node's memory; a cluster-wide
-// implementation (a JetStream KV bucket whose key is created with a CAS and updated by
-// revision) can replace it without touching the callers.
+// The slot lives behind Store. Memory keeps it in the node's memory (a single node); KV
+// keeps it in a JetStream key-value bucket shared by every node of a cluster.
 package tasks
 
 import (

@@ -1,0 +1,287 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"gpt-load/domain"
+	"gpt-load/events"
+	"gpt-load/httpapi/tasks"
+	"gpt-load/projections/sqllog"
+)
+
+// LogRecorder takes request-log records from the proxy; *events.ReqLogPublisher
+// implements it (the same shape as proxy.LogRecorder).
+type LogRecorder interface {
+	Record(rec *domain.RequestLog)
+}
+
+// Metrics counts proxied traffic for Prometheus and, at each scrape, reads the state of
+// the node (key pools, projection lag, request-log backlog, leader, task slot).
+//
+// Traffic is counted from the request-log records the proxy hands over (Recorder): one
+// per attempt, the last one of a request marked final. Label sets are bounded: the group
+// name and the HTTP status, never a key, a path or a model. The hot path pays one
+// lock-free map read (a copy-on-write map of pre-resolved series) and a few atomic adds.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	attempts *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	tokens   *prometheus.CounterVec
+
+	series atomic.Pointer[map[seriesKey]*series]
+	mu     sync.Mutex // serialises the copy-on-write of series
+
+	src atomic.Pointer[metricsSource] // the node's state read at scrape time; set by New
+
+	pub atomic.Pointer[publisherStats]
+}
+
+// PublisherStats reads the counters of the request-log publisher;
+// *events.ReqLogPublisher implements it.
+type PublisherStats interface {
+	Stats() events.ReqLogStats
+}
+
+type publisherStats struct{ PublisherStats }
+
+// WatchPublisher adds the request-log publisher's counters (published, dropped, queued
+// bytes) to every scrape.
+func (m *Metrics) WatchPublisher(p PublisherStats) {
+	m.pub.Store(&publisherStats{p})
+}
+
+// projectorStats is what the SQL projector counts; *sqllog.Projector implements it.
+type projectorStats interface {
+	Stats() sqllog.Stats
+}
+
+type metricsSource struct {
+	d     Deps
+	tasks tasks.Store
+}
+
+// watch makes the node's state (d) and task slot part of every scrape.
+func (m *Metrics) watch(d Deps, slot tasks.Store) {
+	m.src.Store(&metricsSource{d: d, tasks: slot})
+}
+
+type seriesKey struct {
+	group  string
+	status int
+}
+
+// series are the collectors of one group and status, resolved once.
+type series struct {
+	requests, attempts, retries prometheus.Counter
+	duration                    prometheus.Observer
+	prompt, completion          prometheus.Counter
+}
+
+// NewMetrics registers the traffic metrics and the Go runtime's in a registry of their own.
+func NewMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gpt_load_proxy_requests_total",
+		Help: "Proxied requests by group and the status answered to the client (after retries).",
+	}, []string{"group", "status"})
+	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gpt_load_proxy_attempts_total",
+		Help: "Upstream attempts by group and the upstream's status (0: no answer).",
+	}, []string{"group", "status"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gpt_load_proxy_retries_total",
+		Help: "Attempts that were retried with another key, by group and status.",
+	}, []string{"group", "status"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "gpt_load_proxy_request_duration_seconds",
+		Help:    "Duration of proxied requests, retries included, by group and status.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+	}, []string{"group", "status"})
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gpt_load_proxy_tokens_total",
+		Help: "Tokens the upstream reported, by group and kind (prompt, completion).",
+	}, []string{"group", "kind"})
+	m.reg.MustRegister(m.requests, m.attempts, m.retries, m.duration, m.tokens,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		stateCollector{m})
+	empty := map[seriesKey]*series{}
+	m.series.Store(&empty)
+	return m
+}
+
+// Recorder wraps next so that every record is counted before next takes it.
+func (m *Metrics) Recorder(next LogRecorder) LogRecorder {
+	return recorder{m: m, next: next}
+}
+
+type recorder struct {
+	m    *Metrics
+	next LogRecorder
+}
+
+func (r recorder) Record(rec *domain.RequestLog) {
+	r.m.observe(rec)
+	r.next.Record(rec)
+}
+
+func (m *Metrics) observe(rec *domain.RequestLog) {
+	s := m.resolve(seriesKey{group: rec.GroupName, status: rec.StatusCode})
+	s.attempts.Inc()
+	if rec.RequestType != domain.RequestFinal {
+		s.retries.Inc()
+		return
+	}
+	s.requests.Inc()
+	s.duration.Observe(float64(rec.DurationMS) / 1000)
+	if rec.PromptTokens > 0 {
+		s.prompt.Add(float64(rec.PromptTokens))
+	}
+	if rec.CompletionTokens > 0 {
+		s.completion.Add(float64(rec.CompletionTokens))
+	}
+}
+
+// resolve returns the series of k, creating them on first use.
+func (m *Metrics) resolve(k seriesKey) *series {
+	if s, ok := (*m.series.Load())[k]; ok {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := *m.series.Load()
+	if s, ok := cur[k]; ok {
+		return s
+	}
+	st := strconv.Itoa(k.status)
+	s := &series{
+		requests:   m.requests.WithLabelValues(k.group, st),
+		attempts:   m.attempts.WithLabelValues(k.group, st),
+		retries:    m.retries.WithLabelValues(k.group, st),
+		duration:   m.duration.WithLabelValues(k.group, st),
+		prompt:     m.tokens.WithLabelValues(k.group, "prompt"),
+		completion: m.tokens.WithLabelValues(k.group, "completion"),
+	}
+	next := make(map[seriesKey]*series, len(cur)+1)
+	for kk, v := range cur {
+		next[kk] = v
+	}
+	next[k] = s
+	m.series.Store(&next)
+	return s
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4})
+}
+
+// stateCollector reads the node's state at scrape time.
+type stateCollector struct{ m *Metrics }
+
+var (
+	descKeys = prometheus.NewDesc("gpt_load_keys", "Upstream keys by group and status (active, invalid).",
+		[]string{"group", "status"}, nil)
+	descApplied = prometheus.NewDesc("gpt_load_projection_applied_sequence", "Last event-log sequence this node's projections applied.", nil, nil)
+	descLag     = prometheus.NewDesc("gpt_load_projection_lag", "Events of the log this node's projections have not applied yet.", nil, nil)
+	descCaught  = prometheus.NewDesc("gpt_load_projection_caught_up", "1 once the node has replayed the event log and serves.", nil, nil)
+	descBacklog = prometheus.NewDesc("gpt_load_request_log_backlog_messages", "Request-log messages waiting in JetStream to be written to SQL.", nil, nil)
+	descBytes   = prometheus.NewDesc("gpt_load_request_log_backlog_bytes", "Estimated bytes of the request-log backlog.", nil, nil)
+	descParked  = prometheus.NewDesc("gpt_load_request_log_parked_records_total", "Request-log records given up on by this node (not written to SQL).", nil, nil)
+	descLeader  = prometheus.NewDesc("gpt_load_leader", "1 when this node runs the background duties (key revalidation, log retention).", nil, nil)
+	descTask    = prometheus.NewDesc("gpt_load_task_running", "1 while a task of the type runs in the cluster's task slot.", []string{"type"}, nil)
+	descWritten = prometheus.NewDesc("gpt_load_request_logs_written_total", "Request-log records this node wrote to SQL.", nil, nil)
+	descPub     = prometheus.NewDesc("gpt_load_request_logs_published_total", "Request-log records this node handed to JetStream (acknowledged).", nil, nil)
+	descDropped = prometheus.NewDesc("gpt_load_request_logs_dropped_total", "Request-log records this node lost before JetStream took them (queue full, or unsent at stop).", nil, nil)
+	descQueued  = prometheus.NewDesc("gpt_load_request_log_queued_bytes", "Request-log bytes this node holds, not yet acknowledged by JetStream.", nil, nil)
+)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descKeys, descApplied, descLag, descCaught, descBacklog, descBytes, descParked, descLeader, descTask, descWritten, descPub, descDropped, descQueued} {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.m.src.Load()
+	if src == nil {
+		return
+	}
+	d := &src.d
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	caughtUp := d.Ready.CaughtUp()
+	applied := d.Ready.Applied()
+	gauge(descCaught, b2f(caughtUp))
+	gauge(descApplied, float64(applied))
+	if d.Stream != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		pos, err := d.Stream.Position(ctx)
+		cancel()
+		if err == nil {
+			lag := uint64(0)
+			if pos.LastSeq > applied {
+				lag = pos.LastSeq - applied
+			}
+			gauge(descLag, float64(lag))
+		}
+	}
+	if d.State != nil && caughtUp {
+		d.State.Read(func(s *domain.State) {
+			for _, g := range s.Groups() {
+				ks := s.Keys(g.ID)
+				if ks == nil {
+					continue
+				}
+				gauge(descKeys, float64(ks.Active()), g.Name, "active")
+				gauge(descKeys, float64(ks.Invalid()), g.Name, "invalid")
+			}
+		})
+	}
+	if rl := d.Health.RequestLogs; rl != nil {
+		b := rl.Backlog()
+		gauge(descBacklog, float64(b.Messages))
+		gauge(descBytes, float64(b.Bytes))
+		ch <- prometheus.MustNewConstMetric(descParked, prometheus.CounterValue, float64(b.ParkedRecords))
+		if ps, ok := rl.(projectorStats); ok {
+			ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(ps.Stats().Written))
+		}
+	}
+	if p := c.m.pub.Load(); p != nil {
+		st := p.Stats()
+		ch <- prometheus.MustNewConstMetric(descPub, prometheus.CounterValue, float64(st.Published))
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+		gauge(descQueued, float64(st.QueuedBytes))
+	}
+	if l := d.Health.Leader; l != nil {
+		gauge(descLeader, b2f(l.Leading()))
+	}
+	if src.tasks != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := src.tasks.Current(ctx)
+		cancel()
+		if err == nil {
+			for _, typ := range []tasks.Type{tasks.KeyImport, tasks.KeyDelete, tasks.KeyValidation} {
+				gauge(descTask, b2f(st.IsRunning && st.TaskType == typ), string(typ))
+			}
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
