@@ -481,7 +481,7 @@ func TestClusterRequestLogsOnceInPostgres(t *testing.T) {
 	const perClient, clients = 100, 12
 	var answered atomic.Int64
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Timeout: 30 * time.Second}
 	for i := range clients {
 		port := nodes[i%len(nodes)].port
 		wg.Go(func() {
@@ -571,7 +571,7 @@ func TestClusterSurvivesNATSServerLoss(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var proxied, proxyFailed atomic.Int64
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Timeout: 30 * time.Second}
 	for i := range 6 {
 		port := nodes[i%3].port
 		wg.Go(func() {

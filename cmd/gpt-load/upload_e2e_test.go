@@ -109,7 +109,7 @@ func vmRSS(t *testing.T, pid int) int {
 // sending more than 1 MiB of it, and returns the status the node answered with: an answer
 // that comes before the body was sent is one given without reading it.
 func oversized(port int, path string, chunked bool, auth string) (int, error) {
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 15*time.Second)
 	if err != nil {
 		return 0, err
 	}
