@@ -105,7 +105,7 @@ try {
 
   t0 = performance.now()
   await page.goto(base + '/keys?group=' + g.id)
-  await page.getByText(`${total} keys`).waitFor()
+  await page.getByText(`${total} keys`, { exact: true }).waitFor()
   await page.locator('[data-test=key-table] tbody tr').nth(14).waitFor()
   figures.keys_first_page_ms = Math.round(performance.now() - t0)
 
@@ -114,12 +114,12 @@ try {
   await page.getByText('1 keys', { exact: true }).waitFor()
   figures.keys_search_ms = Math.round(performance.now() - t0 - 300) // less the input's 300 ms pause
   await page.fill('[data-test=key-search]', '')
-  await page.getByText(`${total} keys`).waitFor()
+  await page.getByText(`${total} keys`, { exact: true }).waitFor()
 
   t0 = performance.now()
   await page.click('[data-test=key-status]')
   await page.locator('.n-base-select-option', { hasText: 'Invalid' }).click()
-  await page.getByText(`${invalid} keys`).waitFor()
+  await page.getByText(`${invalid} keys`, { exact: true }).waitFor()
   figures.keys_invalid_filter_ms = Math.round(performance.now() - t0)
   t0 = performance.now()
   await page.click('[data-test=bulk]')
