@@ -330,6 +330,19 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
     await pickOption(page.locator('[data-test=theme]'), 'Light')
   })
 
+  await t.test('a phone-sized screen: no page wider than the screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 })
+    for (const path of ['/', '/keys', '/logs', '/settings']) {
+      await page.goto(base + path)
+      await page.locator('h1.page-title').waitFor()
+      await page.waitForTimeout(300)
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth)
+      assert.ok(wide <= 392, `${path} is ${wide}px wide on a 390px screen`)
+      if (path === '/keys') await shot('keys-phone')
+    }
+    await page.setViewportSize({ width: 1280, height: 860 })
+  })
+
   await t.test('the import page shows the API answer to a bad upload', async () => {
     await page.goto(base + '/import')
     allowedConsole = [/status of 4\d\d/]
