@@ -97,8 +97,23 @@ func parseHeaderRules(raw json.RawMessage) ([]HeaderRule, error) {
 // DecideCreateGroup validates a new group (API.md 2.7) against the state and gives it the
 // next group id.
 func DecideCreateGroup(s *State, in GroupInput) (GroupCreated, error) {
+	g, err := validateNewGroup(in)
+	if err != nil {
+		return GroupCreated{}, err
+	}
+	// Bad input is reported first; a well-formed group whose name is taken conflicts.
+	if _, taken := s.names[g.Name]; taken {
+		return GroupCreated{}, Errorf(EDUPLICATE, "group name %q is already taken", g.Name)
+	}
+	g.ID = s.nextGroupID
+	return GroupCreated{Group: g}, nil
+}
+
+// validateNewGroup checks the fields of a new group (API.md 2.7) and returns it without an
+// id.
+func validateNewGroup(in GroupInput) (Group, error) {
 	var errs fieldErrs
-	g := Group{ID: s.nextGroupID, ModelRedirectRules: map[string]string{}, HeaderRules: []HeaderRule{}}
+	g := Group{ModelRedirectRules: map[string]string{}, HeaderRules: []HeaderRule{}}
 
 	var err error
 	if in.Name == nil {
@@ -154,13 +169,9 @@ func DecideCreateGroup(s *State, in GroupInput) (GroupCreated, error) {
 	errs.add(checkBytes("proxy_keys", g.ProxyKeys, MaxProxyKeysBytes))
 	errs.add(checkBytes("test_model", g.TestModel, MaxModelNameBytes))
 	if err := Invalid(errs...); err != nil {
-		return GroupCreated{}, err
+		return Group{}, err
 	}
-	// Bad input is reported first; a well-formed group whose name is taken conflicts.
-	if _, taken := s.names[g.Name]; taken {
-		return GroupCreated{}, Errorf(EDUPLICATE, "group name %q is already taken", g.Name)
-	}
-	return GroupCreated{Group: g}, nil
+	return g, nil
 }
 
 // DecideUpdateGroup applies a partial update (API.md 2.9) to a group.

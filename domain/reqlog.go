@@ -22,7 +22,7 @@ const (
 // response. The proxy writes one per attempt; a batch projector stores them in SQL, where
 // the id (a UUID) keeps the insert idempotent.
 type RequestLog struct {
-	ID              string    `json:"id"`        // UUID v4
+	ID              string    `json:"id"`        // UUID v7 (NewRequestID)
 	Timestamp       time.Time `json:"timestamp"` // when the attempt finished
 	GroupID         uint64    `json:"group_id"`  // the group that served (the member of an aggregate)
 	GroupName       string    `json:"group_name"`

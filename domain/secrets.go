@@ -3,9 +3,9 @@ package domain
 // Secret fields of facts: values that grant access to something, and so must not rest in
 // clear wherever the log is stored. They are
 //
-//   - upstream key values (KeysAdded);
+//   - upstream key values (KeysAdded, KeysImported);
 //   - proxy keys: the global ones (SettingsChanged, seeded from AUTH_KEY, the admin key)
-//     and each group's (GroupCreated, GroupUpdated);
+//     and each group's (GroupCreated, GroupUpdated, GroupImported);
 //   - outbound proxy URLs, which may carry user:password (SettingsChanged, and a group's
 //     config override);
 //   - header rule values, which often carry tokens ("Authorization: Bearer ...");
@@ -32,7 +32,18 @@ func MapSecrets(f Fact, fn func(string) (string, error)) (Fact, bool, error) {
 		f.Settings.ProxyURL = m.do(f.Settings.ProxyURL)
 		f.Changed = append([]string(nil), f.Changed...)
 		return f, m.changed, m.err
+	case KeysImported:
+		keys := make([]ImportedKey, len(f.Keys))
+		for i, k := range f.Keys {
+			k.Value = m.do(k.Value)
+			keys[i] = k
+		}
+		f.Keys = keys
+		return f, m.changed, m.err
 	case GroupCreated:
+		f.Group = m.group(f.Group)
+		return f, m.changed, m.err
+	case GroupImported:
 		f.Group = m.group(f.Group)
 		return f, m.changed, m.err
 	case GroupUpdated:

@@ -24,13 +24,15 @@ func AggregateOf(f Fact) Aggregate {
 	switch f := f.(type) {
 	case SettingsChanged:
 		return Aggregate{Kind: AggSettings}
-	case GroupCreated, GroupUpdated, GroupDeleted, GroupsReordered, SubGroupsChanged:
+	case GroupCreated, GroupUpdated, GroupDeleted, GroupsReordered, SubGroupsChanged, GroupImported:
 		return Aggregate{Kind: AggGroups}
 	case GroupValidated:
 		// A system job's record that needs no guard: putting it under the groups guard
 		// would make every validation round collide with admin edits.
 		return Aggregate{Kind: AggHealth, GroupID: f.GroupID}
 	case KeysAdded:
+		return Aggregate{Kind: AggKeys, GroupID: f.GroupID}
+	case KeysImported:
 		return Aggregate{Kind: AggKeys, GroupID: f.GroupID}
 	case KeysRemoved:
 		return Aggregate{Kind: AggKeys, GroupID: f.GroupID}
@@ -214,19 +216,14 @@ func (s *State) Apply(f Fact, m Meta) Changes {
 			ch.Groups = true
 		}
 	case GroupDeleted:
-		if g, ok := s.groups[f.GroupID]; ok {
-			delete(s.names, g.Name)
-			delete(s.groups, f.GroupID)
-			delete(s.keys, f.GroupID)
-			for id, agg := range s.groups {
-				if i := subGroupIndex(agg.SubGroups, f.GroupID); i >= 0 {
-					c := agg.clone()
-					c.SubGroups = append(c.SubGroups[:i], c.SubGroups[i+1:]...)
-					s.groups[id] = c
-				}
-			}
+		if _, ok := s.groups[f.GroupID]; ok {
+			s.dropGroup(f.GroupID)
 			ch.Groups, ch.Keys = true, f.GroupID
 		}
+	case GroupImported:
+		ch = s.applyGroupImported(f, m)
+	case KeysImported:
+		ch = s.applyKeysImported(f, at)
 	case GroupsReordered:
 		for _, it := range f.Items {
 			if g, ok := s.groups[it.GroupID]; ok && g.Sort != it.Sort {

@@ -246,6 +246,12 @@ func GroupsOf(f domain.Fact) []uint64 {
 		return []uint64{f.Group.ID}
 	case domain.GroupUpdated:
 		return []uint64{f.Group.ID}
+	case domain.GroupImported:
+		ids := []uint64{f.Group.ID}
+		for _, sg := range f.Group.SubGroups {
+			ids = append(ids, sg.GroupID)
+		}
+		return ids
 	case domain.GroupDeleted:
 		return []uint64{f.GroupID}
 	case domain.GroupsReordered:

@@ -52,6 +52,8 @@ func kinds() []kind {
 		reg[domain.KeySucceeded]("key.succeeded", 1),
 		reg[domain.KeyValidated]("key.validated", 1),
 		reg[domain.KeysExported]("keys.exported", 1),
+		reg[domain.GroupImported]("group.imported", 1),
+		reg[domain.KeysImported]("keys.imported", 1),
 	}
 }
 

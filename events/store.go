@@ -79,34 +79,49 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig, log
 	if err := checkServerVersion(js.Conn().ConnectedServerVersion()); err != nil {
 		return nil, err
 	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        EventsStream,
-		Description: "gpt-load domain events: the system of record",
-		Subjects:    eventSubjects,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Retention:   jetstream.LimitsPolicy,
-		Duplicates:  2 * time.Minute,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
+	var st jetstream.Stream
+	err := Retry(ctx, log, "create stream "+EventsStream, func(ctx context.Context) (err error) {
+		st, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        EventsStream,
+			Description: "gpt-load domain events: the system of record",
+			Subjects:    eventSubjects,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Retention:   jetstream.LimitsPolicy,
+			Duplicates:  2 * time.Minute,
+			DenyDelete:  true,
+			DenyPurge:   true,
+			AllowDirect: true,
+		})
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", EventsStream, err)
+		return nil, err
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        ReqLogStream,
-		Description: "gpt-load request logs, on their way to SQL",
-		Subjects:    []string{reqLogSubj},
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      cfg.ReqLogMaxAge,
-		MaxBytes:    cfg.ReqLogMaxBytes,
-		Discard:     jetstream.DiscardOld,
-		Duplicates:  2 * time.Minute,
+	if err := Retry(ctx, log, "create stream "+ReqLogStream, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        ReqLogStream,
+			Description: "gpt-load request logs, on their way to SQL",
+			Subjects:    []string{reqLogSubj},
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      cfg.ReqLogMaxAge,
+			MaxBytes:    cfg.ReqLogMaxBytes,
+			Discard:     jetstream.DiscardOld,
+			Duplicates:  2 * time.Minute,
+		})
+		return err
 	}); err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", ReqLogStream, err)
+		return nil, err
+	}
+	// A replicated stream just created may not have elected its leader yet: wait until
+	// it answers, so the first read of the log does not fail the start.
+	if err := Retry(ctx, log, "reach stream "+EventsStream, func(ctx context.Context) error {
+		_, err := st.Info(ctx)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	maxMsg := int(js.Conn().MaxPayload())
 	if m := int(st.CachedInfo().Config.MaxMsgSize); m > 0 && (maxMsg <= 0 || m < maxMsg) {
@@ -287,9 +302,12 @@ func (s *Store) Follow(ctx context.Context, after uint64, handle func(ev Event, 
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
-	cons, err := s.js.OrderedConsumer(ctx, EventsStream, cfg)
-	if err != nil {
-		return fmt.Errorf("follow %s: %w", EventsStream, err)
+	var cons jetstream.Consumer
+	if err := Retry(ctx, s.log, "follow "+EventsStream, func(actx context.Context) (err error) {
+		cons, err = s.js.OrderedConsumer(actx, EventsStream, cfg)
+		return err
+	}); err != nil {
+		return err
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {

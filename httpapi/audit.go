@@ -102,6 +102,14 @@ func auditDetails(f domain.Fact) any {
 			sample = append(sample, domain.MaskKey(k.Value))
 		}
 		return map[string]any{"count": len(f.Keys), "keys": sample}
+	case domain.GroupImported:
+		return map[string]any{"group": maskedGroup(f.Group), "source": f.Source}
+	case domain.KeysImported:
+		sample := make([]string, 0, min(len(f.Keys), auditSample))
+		for _, k := range f.Keys[:min(len(f.Keys), auditSample)] {
+			sample = append(sample, domain.MaskKey(k.Value))
+		}
+		return map[string]any{"count": len(f.Keys), "keys": sample, "source": f.Source}
 	case domain.KeysRemoved:
 		return idList(f.KeyIDs)
 	case domain.KeysDisabled:

@@ -418,3 +418,65 @@ func TestHealthReportsLagAndJetStream(t *testing.T) {
 	advance(2 * time.Second)
 	get("caught up again", 200, "healthy", 0)
 }
+
+type fakeLeader struct{ node, self string }
+
+func (f fakeLeader) Leader() string { return f.node }
+func (f fakeLeader) Leading() bool  { return f.node == f.self }
+
+type fakeDB struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *fakeDB) PingContext(context.Context) error { f.mu.Lock(); defer f.mu.Unlock(); return f.err }
+func (f *fakeDB) set(err error)                     { f.mu.Lock(); f.err = err; f.mu.Unlock() }
+
+// TestHealthReportsLeaderAndDatabase: /health names the leader, and a database out of
+// reach makes the node degraded (the proxy still serves; logs wait in JetStream).
+func TestHealthReportsLeaderAndDatabase(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	db := &fakeDB{}
+	ready := &settableReady{}
+	h := httpapi.New(httpapi.Deps{Log: zerolog.Nop(), Ready: ready, Now: clock, Started: clock(),
+		Health: httpapi.HealthConfig{Leader: fakeLeader{node: "gl-2", self: "gl-1"}, Database: db}})
+	type health struct {
+		Status string `json:"status"`
+		Leader struct {
+			Node string `json:"node"`
+			Self bool   `json:"self"`
+		} `json:"leader"`
+		Database struct {
+			Status string `json:"status"`
+			Error  string `json:"error"`
+		} `json:"database"`
+	}
+	get := func(wantCode int) health {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+		var b health
+		json.Unmarshal(rec.Body.Bytes(), &b)
+		if rec.Code != wantCode {
+			t.Fatalf("%d %s, want %d", rec.Code, rec.Body, wantCode)
+		}
+		return b
+	}
+	if b := get(200); b.Status != "healthy" || b.Leader.Node != "gl-2" || b.Leader.Self || b.Database.Status != "ok" {
+		t.Fatalf("%+v", b)
+	}
+	db.set(errors.New("connection refused"))
+	advance(2 * time.Second)
+	if b := get(200); b.Status != "degraded" || b.Database.Status != "unreachable" || b.Database.Error != "connection refused" {
+		t.Fatalf("database down: %+v", b)
+	}
+	db.set(nil)
+	advance(2 * time.Second)
+	if b := get(200); b.Status != "healthy" || b.Database.Status != "ok" {
+		t.Fatalf("database back: %+v", b)
+	}
+}

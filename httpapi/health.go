@@ -29,6 +29,17 @@ type Connection interface {
 	Status() nats.Status
 }
 
+// Leadership tells which node runs the background duties; *events.Lease implements it.
+type Leadership interface {
+	Leader() string // "" while no node leads
+	Leading() bool  // this node leads
+}
+
+// DatabasePinger is the SQL database of request logs; *bun.DB implements it.
+type DatabasePinger interface {
+	PingContext(ctx context.Context) error
+}
+
 // HealthConfig tunes when /health stops saying healthy. Zero values take the defaults.
 type HealthConfig struct {
 	// LostAfter is how long JetStream may be out of reach (the connection down, or the
@@ -46,6 +57,11 @@ type HealthConfig struct {
 	// RequestLogs, when set, adds the request-log backlog to the body. It never makes
 	// the node unhealthy: the proxy serves while logs wait in JetStream.
 	RequestLogs RequestLogBacklog
+	// Leader, when set, names the node that runs the background duties.
+	Leader Leadership
+	// Database, when set, is pinged (at most every ProbeEvery). A database out of reach
+	// makes the node degraded, not unhealthy: the proxy serves and logs wait in JetStream.
+	Database DatabasePinger
 }
 
 func (c *HealthConfig) setDefaults() {
@@ -79,6 +95,9 @@ type healthCheck struct {
 	lostSince time.Time // zero while JetStream is in reach
 	lagSince  time.Time // start of the current run of samples behind the log; zero when none
 	lagFirst  uint64    // the lag at lagSince
+
+	dbProbedAt time.Time
+	dbErr      error
 }
 
 func newHealth(d Deps) *healthCheck {
@@ -96,6 +115,20 @@ type healthBody struct {
 	Projections healthProjection `json:"projections"`
 	NATS        *healthNATS      `json:"nats,omitempty"`
 	RequestLogs *healthReqLogs   `json:"request_logs,omitempty"`
+	Leader      *healthLeader    `json:"leader,omitempty"`
+	Database    *healthDatabase  `json:"database,omitempty"`
+}
+
+// healthLeader says which node runs the background duties (key revalidation, log
+// retention): Node is "" while none does, Self whether it is this node.
+type healthLeader struct {
+	Node string `json:"node"`
+	Self bool   `json:"self"`
+}
+
+type healthDatabase struct {
+	Status string `json:"status"` // "ok" or "unreachable"
+	Error  string `json:"error,omitempty"`
 }
 
 // healthReqLogs is the request-log backlog: messages of GL_REQLOG not written to SQL yet,
@@ -174,10 +207,35 @@ func (h *healthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.RequestLogs != nil {
 		body.RequestLogs = reqLogHealth(h.cfg.RequestLogs.Backlog())
 	}
+	if h.cfg.Leader != nil {
+		body.Leader = &healthLeader{Node: h.cfg.Leader.Leader(), Self: h.cfg.Leader.Leading()}
+	}
+	if h.cfg.Database != nil {
+		body.Database = &healthDatabase{Status: "ok"}
+		if err := h.pingDatabase(r.Context(), now); err != nil {
+			body.Database.Status, body.Database.Error = "unreachable", err.Error()
+			if body.Status == "healthy" {
+				body.Status = "degraded"
+			}
+		}
+	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfterStarting/time.Second)))
 	}
 	writeJSON(w, status, body)
+}
+
+// pingDatabase pings the database at most every ProbeEvery and returns the last result.
+func (h *healthCheck) pingDatabase(ctx context.Context, now time.Time) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dbProbedAt.IsZero() || now.Sub(h.dbProbedAt) >= h.cfg.ProbeEvery {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ProbeTimeout)
+		h.dbErr = h.cfg.Database.PingContext(pctx)
+		cancel()
+		h.dbProbedAt = now
+	}
+	return h.dbErr
 }
 
 // check probes the connection and the log's end, and judges the outage and the lag.

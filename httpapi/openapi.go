@@ -241,6 +241,13 @@ func apiOps() []apiOp {
 		{method: "PUT", path: "/api/keys/{id}/notes", tag: "keys", summary: "Set the notes of a key",
 			params: []schema{pathParam("id", "key id")}, body: object("notes", str("at most 255 characters")), errors: []int{400, 404}},
 
+		{method: "POST", path: "/api/import/gptload", tag: "tasks", summary: "Import a gpt-load 1.x SQLite database as a task (ours)",
+			description: "A multipart upload (at most 4 GiB) of the gpt-load SQLite file, with encryption_key (the ENCRYPTION_KEY gpt-load ran with, if any), overwrite (replace groups whose names exist here) and dry_run. " +
+				"The encryption key is checked on a sample of keys before the answer: a wrong or missing one is a 400 and nothing is written. Group and key ids are kept. " +
+				"The task (IMPORT_GPTLOAD) counts keys in processed/total; its result is the import summary.",
+			multipart: object("file", schema{"type": "string", "contentMediaType": "application/octet-stream"}, "?encryption_key", str(""),
+				"?overwrite", boolean(), "?dry_run", boolean()),
+			data: ref("TaskStatus"), errors: []int{400, 409, 413}},
 		{method: "GET", path: "/api/tasks/status", tag: "tasks", summary: "The running task, or the last one of the past hour", data: ref("TaskStatus")},
 		{method: "GET", path: "/api/settings", tag: "settings", summary: "System settings by category", data: arrayOf(ref("SettingCategory"))},
 		{method: "PUT", path: "/api/settings", tag: "settings", summary: "Change settings, all or nothing",
@@ -324,7 +331,7 @@ func components() schema {
 		"KeySelection": object("group_id", integer(""), "?key_ids", arrayOf(integer("")), "?keys_text", str("")),
 		"TestResult":   object("key_value", str(""), "is_valid", boolean(), "?error", str("")),
 		"Pagination":   object("page", integer(""), "page_size", integer(""), "total_items", integer(""), "total_pages", integer("")),
-		"TaskStatus": object("task_type", enum("", "KEY_VALIDATION", "KEY_IMPORT", "KEY_DELETE"), "is_running", boolean(),
+		"TaskStatus": object("task_type", enum("", "KEY_VALIDATION", "KEY_IMPORT", "KEY_DELETE", "IMPORT_GPTLOAD"), "is_running", boolean(),
 			"?group_name", str(""), "processed", integer(""), "total", integer(""), "?result", schema{"type": "object"},
 			"?error", str(""), "started_at", dateTime(), "?finished_at", dateTime(), "?duration_seconds", number()),
 		"Setting": object("key", str(""), "name", str(""), "value", schema{"type": []string{"integer", "string", "boolean"}},

@@ -220,6 +220,7 @@ func (a *admin) routes(r chi.Router) {
 			r.Use(a.requireAdmin, a.admin.limit)
 			r.With(limitAddAsync).Post("/keys/add-async", a.addKeysAsync)
 			r.With(limitBody(maxAsyncJSONBody)).Post("/keys/delete-async", a.deleteKeysAsync)
+			r.With(limitBody(maxImportBody)).Post("/import/gptload", a.importGptload)
 			r.Group(func(r chi.Router) {
 				r.Use(limitBody(maxJSONBody))
 				r.Get("/openapi.json", a.openAPI)

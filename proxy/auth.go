@@ -55,13 +55,16 @@ func digestsOf(keys []string) []digest {
 }
 
 // keyAllowed compares the digest of a client key with every allowed digest, always all of
-// them and without an early exit, so the time taken tells nothing about the keys.
-func keyAllowed(d *digest, lists ...[]digest) bool {
-	ok := 0
-	for _, l := range lists {
-		for i := range l {
-			ok |= subtle.ConstantTimeCompare(d[:], l[i][:])
+// them and without an early exit, so the time taken tells nothing about the keys. It
+// answers the index of the first list that holds the key, or -1.
+func keyAllowed(d *digest, lists ...[]digest) int {
+	in := -1
+	for li := len(lists) - 1; li >= 0; li-- {
+		ok := 0
+		for i := range lists[li] {
+			ok |= subtle.ConstantTimeCompare(d[:], lists[li][i][:])
 		}
+		in = subtle.ConstantTimeSelect(ok, li, in)
 	}
-	return ok == 1
+	return in
 }

@@ -178,7 +178,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		gs = h.groups.state(gv)
 		allowed = gs.keys
 	}
-	if !keyAllowed(&d, allowed, global) || !found {
+	in := keyAllowed(&d, allowed, global)
+	if in < 0 || !found {
 		writeError(w, channel.ShapeForPath(rest), http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
 		return
 	}
@@ -192,6 +193,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := &request{
 		h: h, w: w, r: r, start: start, shape: shape,
 		rest: rest, rawQuery: rawQuery, group: gv, gs: gs,
+		proxyKeyName: domain.ProxyKeyGroup,
+	}
+	copy(p.proxyKeyFP[:], d[:])
+	if in == 1 {
+		p.proxyKeyName = domain.ProxyKeyGlobal
 	}
 	p.serve(v)
 }

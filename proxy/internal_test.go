@@ -140,18 +140,6 @@ func FuzzHeaderRules(f *testing.F) {
 	})
 }
 
-func TestNewUUID(t *testing.T) {
-	t.Parallel()
-	seen := map[string]bool{}
-	for range 1000 {
-		u := newUUID()
-		if len(u) != 36 || u[14] != '4' || !strings.ContainsRune("89ab", rune(u[19])) || seen[u] {
-			t.Fatalf("uuid %q", u)
-		}
-		seen[u] = true
-	}
-}
-
 func TestSplitPath(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ in, name, rest string }{

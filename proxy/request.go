@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,9 @@ type request struct {
 	restPath  string // unescaped rest (after a Gemini path redirect)
 	clientIP  string
 	logPath   string
+
+	proxyKeyFP   [6]byte // the first bytes of the proxy key's SHA-256 (domain.ProxyKeyFingerprint)
+	proxyKeyName string
 
 	now          int64     // Unix ns: the request's start, then the end of its latest attempt
 	tried        [8]uint64 // the first keys this request has tried
@@ -552,7 +556,7 @@ func (p *request) logRecord(typ string, key poolKey, status int, success bool, e
 	rec := logPool.Get().(*domain.RequestLog)
 	defer func() { *rec = domain.RequestLog{}; logPool.Put(rec) }()
 	*rec = domain.RequestLog{
-		ID:           newUUID(),
+		ID:           domain.NewRequestID(now),
 		Timestamp:    now,
 		GroupID:      serving.ID,
 		GroupName:    serving.Name,
@@ -572,6 +576,9 @@ func (p *request) logRecord(typ string, key poolKey, status int, success bool, e
 		PromptTokens:     u.Prompt,
 		CompletionTokens: u.Completion,
 		TotalTokens:      u.Total,
+
+		ProxyKeyFP:   hex.EncodeToString(p.proxyKeyFP[:]),
+		ProxyKeyName: p.proxyKeyName,
 	}
 	if p.parent != nil {
 		rec.ParentGroupID, rec.ParentGroupName = p.parent.ID, p.parent.Name

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -280,30 +279,6 @@ func rewriteModelList(raw []byte, rules map[string]string, strict, gemini, first
 	return json.Marshal(doc)
 }
 
-// newUUID returns a random (version 4) UUID from the runtime's ChaCha8 generator.
-func newUUID() string {
-	var b [16]byte
-	hi, lo := rand.Uint64(), rand.Uint64()
-	for i := range 8 {
-		b[i] = byte(hi >> (56 - 8*i))
-		b[8+i] = byte(lo >> (56 - 8*i))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
-	const hexd = "0123456789abcdef"
-	j := 0
-	for i, c := range b {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out[j] = '-'
-			j++
-		}
-		out[j], out[j+1] = hexd[c>>4], hexd[c&0xf]
-		j += 2
-	}
-	return string(out[:])
-}
-
 // integrationInfo serves /proxy/{group}/api/integration/info?key=... (API.md 1.5): the
 // group as a client configures it, for a key allowed to use it.
 func (h *Handler) integrationInfo(w http.ResponseWriter, r *http.Request, v *projections.View, name string) {
@@ -320,7 +295,7 @@ func (h *Handler) integrationInfo(w http.ResponseWriter, r *http.Request, v *pro
 		allowed = h.groups.state(gv).keys
 	}
 	d := digestOf(key)
-	if !keyAllowed(&d, allowed, h.groups.globalKeys(v)) || !ok {
+	if keyAllowed(&d, allowed, h.groups.globalKeys(v)) < 0 || !ok {
 		writeEnvelopeError(w, http.StatusBadRequest, "VALIDATION_FAILED", "Invalid or unauthorized proxy key")
 		return
 	}

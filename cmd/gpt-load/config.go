@@ -43,6 +43,8 @@ const (
 	defaultReqLogMaxBytes        = 1 << 30
 	minReqLogMaxAge              = time.Minute
 	minReqLogMaxBytes            = 1 << 20
+	defaultLeaderLease           = 10 * time.Second
+	minLeaderLease               = time.Second
 )
 
 // Config is the static configuration of a node, read once at start-up from the
@@ -56,7 +58,12 @@ type Config struct {
 	IdleTimeout     time.Duration // SERVER_IDLE_TIMEOUT
 	ShutdownTimeout time.Duration // SERVER_GRACEFUL_SHUTDOWN_TIMEOUT, at least 10 s
 
-	IsSlave bool // IS_SLAVE
+	IsSlave bool // IS_SLAVE: never lead, never run the background duties
+
+	// LeaderLease (LEADER_LEASE) is the lease of the node that runs the background duties
+	// in a cluster: a leader that dies is replaced within it. Tasks of a node that died
+	// are marked failed after it, too.
+	LeaderLease time.Duration
 
 	TZ       string         // TZ as given; empty when unset
 	Location *time.Location // TZ resolved; time.Local when TZ is unset
@@ -190,6 +197,7 @@ func LoadConfig(lookup func(string) (string, bool), dotenvPath string) (Config, 
 	env.Int("NATS_REPLICAS", &c.NATS.Replicas)
 	env.Duration("REQLOG_MAX_AGE", &c.ReqLog.MaxAge)
 	env.Bytes("REQLOG_MAX_BYTES", &c.ReqLog.MaxBytes)
+	env.Duration("LEADER_LEASE", &c.LeaderLease)
 
 	var warnings []string
 	if c.ShutdownTimeout > 0 && c.ShutdownTimeout < minShutdownTimeout {
@@ -270,7 +278,8 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 	}
 	e.Int("nats_replicas", c.NATS.Replicas).
 		Str("reqlog_max_age", c.ReqLog.MaxAge.String()).
-		Int64("reqlog_max_bytes", c.ReqLog.MaxBytes)
+		Int64("reqlog_max_bytes", c.ReqLog.MaxBytes).
+		Str("leader_lease", c.LeaderLease.String())
 }
 
 // setDefaults fills every unset field: zero numbers, empty strings and lists.
@@ -321,6 +330,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReqLog.MaxAge == 0 {
 		c.ReqLog.MaxAge = defaultReqLogMaxAge
+	}
+	if c.LeaderLease == 0 {
+		c.LeaderLease = defaultLeaderLease
 	}
 	if c.ReqLog.MaxBytes == 0 {
 		c.ReqLog.MaxBytes = defaultReqLogMaxBytes
@@ -393,6 +405,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReqLog.MaxBytes < minReqLogMaxBytes {
 		errs = append(errs, varErrorf("REQLOG_MAX_BYTES", "must be at least 1MiB, got %d bytes", c.ReqLog.MaxBytes))
+	}
+	if c.LeaderLease < minLeaderLease {
+		errs = append(errs, varErrorf("LEADER_LEASE", "must be at least %s, got %s", minLeaderLease, c.LeaderLease))
 	}
 	errs = append(errs, c.CORS.Validate(), c.Log.Validate(), c.NATS.Validate())
 	return errors.Join(errs...)

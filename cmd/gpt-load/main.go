@@ -28,6 +28,8 @@ func main() {
 				os.Exit(1)
 			}
 			return
+		case "import-gptload":
+			os.Exit(importGptload(os.Args[2:], os.Stdout, os.Stderr))
 		default:
 			fmt.Fprintf(os.Stderr, "gpt-load: unknown command %q\n\n%s\n", os.Args[1], usage)
 			os.Exit(1)
@@ -60,6 +62,9 @@ const usage = `gpt-load: a key-pool proxy for OpenAI, Gemini and Anthropic APIs.
 Usage:
   gpt-load            run a node (configuration from the environment and ./.env)
   gpt-load admin-key  print the admin key: AUTH_KEY, or the one kept in DATA_DIR
+  gpt-load import-gptload --dsn <gpt-load DATABASE_DSN> [--encryption-key K]
+                      [--dry-run] [--overwrite] [--with-logs]
+                      bring a gpt-load 1.x database into this node (--help for more)
   gpt-load help       show this help
 
 See README.md for the environment variables.`

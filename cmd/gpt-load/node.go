@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,11 +25,16 @@ import (
 	"gpt-load/events/embedded"
 	"gpt-load/frontend"
 	"gpt-load/httpapi"
+	"gpt-load/httpapi/tasks"
 	"gpt-load/projections"
 	"gpt-load/projections/sqllog"
 	"gpt-load/projections/sqlstore"
 	"gpt-load/proxy"
 )
+
+// clusterWait is how long a starting node waits for JetStream to answer (a fresh cluster
+// elects its meta leader, then each replicated stream its own) before it gives up.
+const clusterWait = 2 * time.Minute
 
 // node is one running gpt-load: everything main wires together.
 type node struct {
@@ -42,6 +48,8 @@ type node struct {
 	db       *bun.DB
 	reqlogs  *events.ReqLogPublisher
 	sqllog   *sqllog.Projector // request logs from GL_REQLOG into SQL
+	lease    *events.Lease     // the election of the node that runs the duties; nil embedded
+	tasks    *tasks.KV         // the cluster's task slot; nil embedded (the slot is in memory)
 	proxy    *proxy.Handler
 	valid    *proxy.Validator
 	taskCtx  context.Context // background admin tasks stop when it ends
@@ -82,7 +90,9 @@ func seedSettings(cfg Config) domain.Settings {
 
 func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, err error) {
 	logStartup(cfg, log)
-	time.Local = cfg.Location
+	if time.Local != cfg.Location { // nodes started together in one process (tests) share it
+		time.Local = cfg.Location
+	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -122,17 +132,35 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	n.store, err = events.OpenStore(openCtx, js, events.StoreConfig{
+	// A node started with its NATS cluster (docker compose up) waits for the cluster to
+	// elect its JetStream leaders; each attempt is logged.
+	natsCtx, cancelNATS := context.WithTimeout(ctx, clusterWait)
+	defer cancelNATS()
+	n.store, err = events.OpenStore(natsCtx, js, events.StoreConfig{
 		Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, Cipher: cipher,
 		ReqLogMaxAge: cfg.ReqLog.MaxAge, ReqLogMaxBytes: cfg.ReqLog.MaxBytes,
 	}, log.With().Str("component", "events").Logger())
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.UsesEmbeddedNATS() {
+		n.lease, err = events.OpenLease(natsCtx, js, events.LeaseConfig{
+			Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, TTL: cfg.LeaderLease, Candidate: !cfg.IsSlave,
+		}, log.With().Str("component", "leader").Logger())
+		if err != nil {
+			return nil, err
+		}
+		n.tasks, err = tasks.OpenKV(natsCtx, js, tasks.KVConfig{
+			Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, Lease: cfg.LeaderLease,
+		}, log.With().Str("component", "tasks").Logger())
+		if err != nil {
+			return nil, err
+		}
+	}
 	// The SQL store of request logs: opened and migrated now, so a wrong DATABASE_DSN
 	// stops the node at start rather than when the first log arrives.
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	n.db, err = sqlstore.Open(openCtx, cfg.DatabaseDSN, log.With().Str("component", "sql").Logger())
 	if err != nil {
 		return nil, err
@@ -176,14 +204,14 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			Commands: n.commands, State: n.proj, Audit: events.NewAudit(n.store), Cipher: cipher,
 			AuthKey: cfg.AuthKey, EncryptionKeySet: cfg.EncryptionKey != "",
 			Validator:   keyValidator{v: n.valid, proj: n.proj, cmd: n.commands, cipher: cipher},
-			TaskContext: n.taskCtx, Proxy: n.proxy,
+			TaskContext: n.taskCtx, Tasks: n.taskStore(), Proxy: n.proxy,
 			CORS: httpapi.CORS{
 				Enabled: cfg.CORS.Enabled, AllowedOrigins: cfg.CORS.AllowedOrigins, AllowedMethods: cfg.CORS.AllowedMethods,
 				AllowedHeaders: cfg.CORS.AllowedHeaders, AllowCredentials: cfg.CORS.AllowCredentials,
 			},
 			MaxRequests: cfg.MaxConcurrentRequests, Stream: n.store, Conn: n.nc,
 			Logs:   sqllog.NewQueries(n.db),
-			Health: httpapi.HealthConfig{RequestLogs: n.sqllog},
+			Health: httpapi.HealthConfig{RequestLogs: n.sqllog, Leader: n.leadership(), Database: n.db},
 			SPA:    frontend.Dist(),
 		}),
 		ReadTimeout:       cfg.ReadTimeout,
@@ -281,30 +309,19 @@ func (n *node) serve(ctx context.Context) error {
 		}
 		return nil
 	})
-	if !n.cfg.IsSlave {
-		// Background revalidation. One node runs it; a cluster elects that node (later).
+	// The background duties run on one node: the elected leader of a cluster, or the
+	// single embedded node. IS_SLAVE keeps a node out.
+	if n.lease != nil || !n.cfg.IsSlave {
 		g.Go(func() error {
 			if !n.waitCaughtUp(gctx) {
 				return nil
 			}
-			if err := n.valid.RunRevalidation(gctx); err != nil && gctx.Err() == nil {
-				return fmt.Errorf("key revalidation: %w", err)
+			if n.lease == nil {
+				n.runDuties(gctx)
+				return nil
 			}
+			n.lease.Run(gctx, n.runDuties)
 			return nil
-		})
-		// Request-log retention runs where revalidation runs.
-		g.Go(func() error {
-			if !n.waitCaughtUp(gctx) {
-				return nil
-			}
-			days := func() int {
-				if v := n.proj.View(); v != nil {
-					return v.Settings.RequestLogRetentionDays
-				}
-				return 0
-			}
-			return sqllog.NewRetention(n.db, days, sqllog.RetentionConfig{},
-				n.log.With().Str("component", "retention").Logger()).Run(gctx)
 		})
 	}
 	g.Go(func() error {
@@ -329,6 +346,9 @@ func (n *node) serve(ctx context.Context) error {
 		n.http.Close()
 	}
 	n.stopTask()
+	if n.tasks != nil {
+		n.tasks.Close()
+	}
 	// The proxy hands its last key-health facts and request logs to the log before the
 	// projections stop and NATS drains.
 	n.proxy.Close()
@@ -354,6 +374,61 @@ func (n *node) serve(ctx context.Context) error {
 	}
 	n.lock.release()
 	return err
+}
+
+// leadership tells who runs the background duties: the lease's holder in a cluster; a
+// single embedded node leads unless it is IS_SLAVE.
+func (n *node) leadership() leadership {
+	if n.lease != nil {
+		return n.lease
+	}
+	if n.cfg.IsSlave {
+		return soleNode{}
+	}
+	return soleNode{name: n.cfg.NodeName}
+}
+
+type leadership interface {
+	Leader() string
+	Leading() bool
+}
+
+// soleNode is the leadership of a single embedded node: itself, or nobody.
+type soleNode struct{ name string }
+
+func (s soleNode) Leader() string { return s.name }
+func (s soleNode) Leading() bool  { return s.name != "" }
+
+// taskStore is the task slot for the admin API: the cluster's KV bucket, or nil (memory).
+func (n *node) taskStore() tasks.Store {
+	if n.tasks == nil {
+		return nil
+	}
+	return n.tasks
+}
+
+// runDuties runs the background duties, key revalidation and request-log retention,
+// until ctx ends (the node stops, or loses the leader lease).
+func (n *node) runDuties(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := n.valid.RunRevalidation(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error().Err(err).Msg("key revalidation stopped")
+		}
+	})
+	wg.Go(func() {
+		days := func() int {
+			if v := n.proj.View(); v != nil {
+				return v.Settings.RequestLogRetentionDays
+			}
+			return 0
+		}
+		if err := sqllog.NewRetention(n.db, days, sqllog.RetentionConfig{},
+			n.log.With().Str("component", "retention").Logger()).Run(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error().Err(err).Msg("request-log retention stopped")
+		}
+	})
+	wg.Wait()
 }
 
 // waitCaughtUp waits until the projections have read the log; false if ctx ended first.

@@ -4,8 +4,9 @@
 //
 // run starts three child processes of this same binary: a fake upstream (upstream), a bare
 // net/http/httputil.ReverseProxy in front of it (baseline), and a gpt-load node core with
-// the proxy in front of it (node: embedded JetStream, projections, key-health facts and
-// request logs published as shipped). It then drives each target (the upstream directly,
+// the proxy in front of it (node: embedded JetStream, projections, key-health facts,
+// request logs published and written to SQL by the batch projector, as shipped; -sql none
+// leaves them in the stream). It then drives each target (the upstream directly,
 // the baseline, the node) with a fixed number of concurrent clients for a fixed time,
 // plain JSON and streaming (SSE), and prints one markdown table: requests per second, p50
 // and p99 latency, errors, and the CPU time the target process spent per request, read
@@ -261,6 +262,7 @@ func runAll(args []string) error {
 	keys := fs.Int("keys", 100, "upstream keys in the proxy's group")
 	modeList := fs.String("modes", "plain,stream", "answer kinds: plain, stream")
 	rounds := fs.Int("rounds", 3, "rounds over all phases; the table gives each phase's median")
+	sqlDSN := fs.String("sql", "", "where the node writes its request logs (default: SQLite in its data directory; \"none\": not written)")
 	fs.Parse(args)
 	var concs []int
 	for _, s := range strings.Split(*concList, ",") {
@@ -286,7 +288,7 @@ func runAll(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	node, err := startChild("node", "node", "-upstream", up.url, "-data", dir, "-keys", strconv.Itoa(*keys))
+	node, err := startChild("node", "node", "-upstream", up.url, "-data", dir, "-keys", strconv.Itoa(*keys), "-sql", *sqlDSN)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ import (
 	"gpt-load/events"
 	"gpt-load/events/embedded"
 	"gpt-load/projections"
+	"gpt-load/projections/sqllog"
+	"gpt-load/projections/sqlstore"
 	"gpt-load/proxy"
 )
 
@@ -29,6 +31,7 @@ func serveNode(args []string) error {
 	upstream := fs.String("upstream", "", "upstream base URL")
 	dataDir := fs.String("data", "", "data directory")
 	nkeys := fs.Int("keys", 100, "upstream keys")
+	sqlDSN := fs.String("sql", "", "database the request logs are written to, as a node does (default: SQLite in -data; \"none\": logs stay in the stream)")
 	fs.Parse(args)
 	if *upstream == "" || *dataDir == "" {
 		return errors.New("node needs -upstream and -data")
@@ -88,6 +91,31 @@ func serveNode(args []string) error {
 	if _, err := cmds.AddKeys(ctx, events.ActorAdmin, g.ID, keys, nil); err != nil {
 		return err
 	}
+	projDone := make(chan struct{})
+	var proj *sqllog.Projector
+	if *sqlDSN != "none" {
+		dsn := *sqlDSN
+		if dsn == "" {
+			dsn = filepath.Join(*dataDir, "gpt-load.db")
+		}
+		db, err := sqlstore.Open(ctx, dsn, log)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := sqlstore.Migrate(ctx, db); err != nil {
+			return err
+		}
+		proj = sqllog.New(js, sqllog.NewWriter(db), db, sqllog.Config{}, log)
+		go func() {
+			defer close(projDone)
+			if err := proj.Run(runCtx); err != nil {
+				log.Error().Err(err).Msg("request-log projector stopped")
+			}
+		}()
+	} else {
+		close(projDone)
+	}
 	logs := events.NewReqLogPublisher(js, events.ReqLogConfig{Node: "loadtest", Cipher: store.Cipher()}, log)
 	h, err := proxy.New(proxy.Config{MaxConcurrentRequests: 1024}, proxy.Deps{Views: run, Facts: store, Logs: logs, Log: log})
 	if err != nil {
@@ -102,8 +130,17 @@ func serveNode(args []string) error {
 	}
 	st := logs.Stats()
 	fmt.Fprintf(os.Stderr, "node: %d request logs published, %d dropped\n", st.Published, st.Dropped)
+	if proj != nil {
+		// What the projector had not written when the load stopped is the backlog it let
+		// grow; it goes on writing for a while so that the count below is complete.
+		for deadline := time.Now().Add(30 * time.Second); proj.Stats().Written < st.Published && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		fmt.Fprintf(os.Stderr, "node: %d request logs written to SQL\n", proj.Stats().Written)
+	}
 	store.Flush(fctx)
 	stopRun()
+	<-projDone
 	<-runDone
 	return serveErr
 }

@@ -25,6 +25,23 @@ type Cluster struct {
 // each with its store in a temporary directory, and waits for a JetStream meta leader.
 func RunCluster(t testing.TB, size int) *Cluster {
 	t.Helper()
+	c := StartCluster(t, size)
+	// A cluster without a meta leader answers JetStream requests with errors; wait for one.
+	js := c.JetStream(t)
+	CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
+	return c
+}
+
+// StartCluster starts size servers like RunCluster but returns as soon as they accept
+// client connections, before JetStream has elected a meta leader: the state of a cluster
+// whose servers and clients are started at the same moment (docker compose up).
+func StartCluster(t testing.TB, size int) *Cluster {
+	t.Helper()
 	// Draw every port first, holding the listeners until all are drawn, so no two collide.
 	var ls []net.Listener
 	port := func() int {
@@ -71,19 +88,14 @@ func RunCluster(t testing.TB, size int) *Cluster {
 			t.Fatalf("cluster node %d not ready", i)
 		}
 	}
-	// A cluster without a meta leader answers JetStream requests with errors; wait for one.
-	js := c.JetStream(t)
-	CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := js.AccountInfo(ctx)
-		return err
-	})
 	return c
 }
+
+// URL is the client URL listing every server, as NATS_URL would.
+func (c *Cluster) URL() string { return strings.Join(c.URLs, ",") }
 
 // JetStream connects to every node of the cluster (the client fails over among them).
 func (c *Cluster) JetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	return jetStream(t)(nats.Connect(strings.Join(c.URLs, ","), nats.MaxReconnects(-1)))
+	return jetStream(t)(nats.Connect(c.URL(), nats.MaxReconnects(-1)))
 }

@@ -2,6 +2,8 @@ package sqllog_test
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"os"
 	"slices"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/uptrace/bun"
 
+	"gpt-load/domain"
 	"gpt-load/events"
 	"gpt-load/projections/sqllog"
 	"gpt-load/projections/sqlstore/sqlstoretest"
@@ -26,7 +29,9 @@ func benchDialects(b *testing.B, f func(b *testing.B, name string)) {
 
 // BenchmarkProjectorSustained fills GL_REQLOG with records packed as the proxy packs
 // them (256 per message), then times the projector writing all of them: rows, hourly
-// stats, key usage and usage rollup. BENCH_LOGS sets how many (default 200,000).
+// stats, key usage and usage rollup. BENCH_LOGS sets how many (default 200,000). The ids
+// and times are the proxy's (domain.NewRequestID; in time order); BENCH_IDS=v4 makes them random
+// version-4 UUIDs instead, to compare what the order of the ids costs the indexes.
 func BenchmarkProjectorSustained(b *testing.B) {
 	total := 200_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_LOGS")); err == nil && v > 0 {
@@ -37,7 +42,13 @@ func BenchmarkProjectorSustained(b *testing.B) {
 			js := logStream(b)
 			db := sqlstoretest.Migrated(b, sqlstoretest.DSN(b, name))
 			for i := 0; i < total; i += 256 {
-				publish(b, js, genLogs(i, min(i+256, total)))
+				recs := genLogs(i, min(i+256, total))
+				for j := range recs {
+					// As the proxy records them: in time order, here 50,000 a second.
+					recs[j].Timestamp = hour0.Add(time.Duration(i+j) * 20 * time.Microsecond)
+					recs[j].ID = benchID(recs[j].Timestamp)
+				}
+				publish(b, js, recs)
 			}
 			start := time.Now()
 			p, stop := startProjector(b, js, db, sqllog.Config{}, nil)
@@ -117,4 +128,18 @@ func BenchmarkLogDelay(b *testing.B) {
 			b.ReportMetric(float64(delays[len(delays)-1].Microseconds())/1000, "max-ms")
 		}
 	})
+}
+
+// benchID is a request-log id as the proxy makes it, or a random version-4 UUID when
+// BENCH_IDS=v4.
+func benchID(t time.Time) string {
+	if os.Getenv("BENCH_IDS") != "v4" {
+		return domain.NewRequestID(t)
+	}
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
