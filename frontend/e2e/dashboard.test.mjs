@@ -248,6 +248,32 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
     await page.getByText('2001 keys').waitFor()
   })
 
+  await t.test('notes, disable and enable, and dragging groups into order', async () => {
+    const firstRow = page.locator('[data-test=key-table] tbody tr').first()
+    await firstRow.locator('a.notes').click()
+    await page.fill('[data-test=notes-input]', 'rotating next week')
+    await page.locator('.n-dialog .n-button--primary-type').click()
+    await page.locator('[data-test=key-table] tbody tr', { hasText: 'rotating next week' }).waitFor()
+    await firstRow.locator('.n-checkbox').click()
+    await page.getByText('1 selected').waitFor()
+    await page.click('[data-test=disable-selected]')
+    await page.locator('[data-test=key-table] tbody tr', { hasText: 'Disabled' }).waitFor()
+    await firstRow.locator('.n-checkbox').click()
+    await page.click('[data-test=enable-selected]')
+    await page.locator('[data-test=key-table] tbody tr', { hasText: 'Disabled' }).waitFor({ state: 'detached' })
+
+    await adminApi('POST', '/api/groups', { name: 'second', channel_type: 'openai', test_model: 'm', upstreams: [{ url: 'http://127.0.0.1:9', weight: 1 }], sort: 5 })
+    await page.reload()
+    const names = () => page.locator('[data-test=group-list] li').evaluateAll((els) => els.map((e) => e.getAttribute('data-group')))
+    assert.deepEqual(await names(), ['e2e', 'second'])
+    await page.locator('[data-test=group-list] li[data-group=second]').dragTo(page.locator('[data-test=group-list] li[data-group=e2e]'))
+    for (let i = 0; i < 40 && (await names())[0] !== 'second'; i++) await page.waitForTimeout(100)
+    assert.deepEqual(await names(), ['second', 'e2e'])
+    const order = (await adminApi('GET', '/api/groups')).map((g) => g.name)
+    assert.deepEqual(order, ['second', 'e2e'])
+    await page.locator('[data-test=group-list] li[data-group=e2e]').click()
+  })
+
   await t.test('proxied requests show on the dashboard and in the logs', async () => {
     for (let i = 0; i < 6; i++) {
       const r = await fetch(`${base}/proxy/e2e/v1/chat/completions`, {
