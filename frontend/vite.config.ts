@@ -23,16 +23,6 @@ export default defineConfig({
     // No inline script: the Content-Security-Policy allows scripts from the origin only.
     modulePreload: { polyfill: false },
     chunkSizeWarningLimit: 1200,
-    rolldownOptions: {
-      output: {
-        manualChunks(id: string) {
-          if (id.includes('node_modules/echarts') || id.includes('node_modules/zrender') || id.includes('node_modules/vue-echarts')) return 'charts'
-          if (id.includes('node_modules/naive-ui') || id.includes('node_modules/vueuc') || id.includes('node_modules/css-render') || id.includes('node_modules/@css-render')) return 'ui'
-          if (id.includes('node_modules/')) return 'vendor'
-          return undefined
-        },
-      },
-    },
   },
   server: {
     proxy: {

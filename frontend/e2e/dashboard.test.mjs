@@ -223,8 +223,9 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
     await page.reload()
     await page.locator('[data-test=task-result]', { hasText: 'added: 2001' }).waitFor()
     await page.getByText('2001 keys').waitFor()
-    await page.fill('[data-test=key-search]', 'sk-good-000042')
-    await page.getByText('1 keys').waitFor()
+    await page.fill('[data-test=key-search]', 'sk-good-000042-e2e')
+    await page.getByText('1 keys', { exact: true }).waitFor()
+    await page.locator('[data-test=key-table] tbody tr').first().getByText('sk-g****-e2e').waitFor()
     await page.fill('[data-test=key-search]', '')
     await page.getByText('2001 keys').waitFor()
     await shot('keys-light')
@@ -239,12 +240,38 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
     await page.locator('.n-dropdown-option', { hasText: 'Validate all keys' }).click()
     await page.locator('[data-test=task-result]', { hasText: 'invalid: 1' }).waitFor({ timeout: 60_000 })
     await pickOption(page.locator('[data-test=key-status]'), 'Invalid')
-    await page.getByText('1 keys').waitFor()
+    await page.getByText('1 keys', { exact: true }).waitFor()
     await page.locator('[data-test=key-table] tbody tr', { hasText: 'sk-b' }).waitFor()
     await page.click('[data-test=restore-one]')
-    await page.getByText('0 keys').waitFor()
+    await page.getByText('0 keys', { exact: true }).waitFor()
     await pickOption(page.locator('[data-test=key-status]'), 'Active')
     await page.getByText('2001 keys').waitFor()
+  })
+
+  await t.test('notes, disable and enable, and dragging groups into order', async () => {
+    const firstRow = page.locator('[data-test=key-table] tbody tr').first()
+    await firstRow.locator('a.notes').click()
+    await page.fill('[data-test=notes-input]', 'rotating next week')
+    await page.locator('.n-dialog .n-button--primary-type').click()
+    await page.locator('[data-test=key-table] tbody tr', { hasText: 'rotating next week' }).waitFor()
+    await firstRow.locator('.n-checkbox').click()
+    await page.getByText('1 selected').waitFor()
+    await page.click('[data-test=disable-selected]')
+    await page.locator('[data-test=key-table] tbody tr', { hasText: 'Disabled' }).waitFor()
+    await firstRow.locator('.n-checkbox').click()
+    await page.click('[data-test=enable-selected]')
+    await page.locator('[data-test=key-table] tbody tr', { hasText: 'Disabled' }).waitFor({ state: 'detached' })
+
+    await adminApi('POST', '/api/groups', { name: 'second', channel_type: 'openai', test_model: 'm', upstreams: [{ url: 'http://127.0.0.1:9', weight: 1 }], sort: 5 })
+    await page.reload()
+    const names = () => page.locator('[data-test=group-list] li').evaluateAll((els) => els.map((e) => e.getAttribute('data-group')))
+    assert.deepEqual(await names(), ['e2e', 'second'])
+    await page.locator('[data-test=group-list] li[data-group=second]').dragTo(page.locator('[data-test=group-list] li[data-group=e2e]'))
+    for (let i = 0; i < 40 && (await names())[0] !== 'second'; i++) await page.waitForTimeout(100)
+    assert.deepEqual(await names(), ['second', 'e2e'])
+    const order = (await adminApi('GET', '/api/groups')).map((g) => g.name)
+    assert.deepEqual(order, ['second', 'e2e'])
+    await page.locator('[data-test=group-list] li[data-group=e2e]').click()
   })
 
   await t.test('proxied requests show on the dashboard and in the logs', async () => {
@@ -327,6 +354,19 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
     await page.reload()
     assert.ok((await darkness()) < 150, 'dark background after a reload')
     await pickOption(page.locator('[data-test=theme]'), 'Light')
+  })
+
+  await t.test('a phone-sized screen: no page wider than the screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 })
+    for (const path of ['/', '/keys', '/logs', '/settings']) {
+      await page.goto(base + path)
+      await page.locator('h1.page-title').waitFor()
+      await page.waitForTimeout(300)
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth)
+      assert.ok(wide <= 392, `${path} is ${wide}px wide on a 390px screen`)
+      if (path === '/keys') await shot('keys-phone')
+    }
+    await page.setViewportSize({ width: 1280, height: 860 })
   })
 
   await t.test('the import page shows the API answer to a bad upload', async () => {

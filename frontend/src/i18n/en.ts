@@ -44,7 +44,7 @@ export default {
   keys: {
     key: 'Key', status: 'Status', active: 'Active', invalid: 'Invalid', disabled: 'Disabled', cooling: 'Cooling down',
     cooldownUntil: 'Out of rotation until {time}', requests: 'Requests', failures: 'Failures', lastUsed: 'Last used',
-    lastError: 'Last error', notes: 'Notes', addNote: 'add note', statusAll: 'All statuses', search: 'Search keys',
+    lastError: 'Last error', notes: 'Notes', addNote: 'add note', statusAll: 'All statuses', search: 'Key, masked key or hash',
     add: 'Add keys', more: 'More', export: 'Export', exportAll: 'All keys', exportActive: 'Active keys', exportInvalid: 'Invalid keys',
     selected: '{n} selected', selectInvalid: 'Select invalid on page', restore: 'Restore', test: 'Test', disable: 'Disable',
     enable: 'Enable', clearSelection: 'Clear selection', restoreAllInvalid: 'Restore all invalid keys', clearInvalid: 'Delete all invalid keys',

@@ -46,7 +46,7 @@ const ja: typeof en = {
   keys: {
     key: 'キー', status: '状態', active: '有効', invalid: '無効', disabled: '停止中', cooling: 'クールダウン中',
     cooldownUntil: '{time} までローテーション外', requests: 'リクエスト', failures: '失敗', lastUsed: '最終使用',
-    lastError: '直近のエラー', notes: 'メモ', addNote: 'メモを追加', statusAll: 'すべての状態', search: 'キーを検索',
+    lastError: '直近のエラー', notes: 'メモ', addNote: 'メモを追加', statusAll: 'すべての状態', search: 'キー・マスク・ハッシュ',
     add: 'キーを追加', more: 'その他', export: 'エクスポート', exportAll: 'すべてのキー', exportActive: '有効なキー', exportInvalid: '無効なキー',
     selected: '{n} 件選択中', selectInvalid: 'このページの無効なキーを選択', restore: '復元', test: 'テスト', disable: '停止',
     enable: '再開', clearSelection: '選択を解除', restoreAllInvalid: '無効なキーをすべて復元', clearInvalid: '無効なキーをすべて削除',

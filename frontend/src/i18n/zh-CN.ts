@@ -46,7 +46,7 @@ const zhCN: typeof en = {
   keys: {
     key: '密钥', status: '状态', active: '有效', invalid: '无效', disabled: '已停用', cooling: '冷却中',
     cooldownUntil: '{time} 前不参与轮换', requests: '请求数', failures: '失败数', lastUsed: '最后使用',
-    lastError: '最近错误', notes: '备注', addNote: '添加备注', statusAll: '全部状态', search: '搜索密钥',
+    lastError: '最近错误', notes: '备注', addNote: '添加备注', statusAll: '全部状态', search: '密钥、掩码或哈希',
     add: '添加密钥', more: '更多', export: '导出', exportAll: '全部密钥', exportActive: '有效密钥', exportInvalid: '无效密钥',
     selected: '已选 {n} 个', selectInvalid: '选中本页无效密钥', restore: '恢复', test: '测试', disable: '停用',
     enable: '启用', clearSelection: '清除选择', restoreAllInvalid: '恢复全部无效密钥', clearInvalid: '删除全部无效密钥',

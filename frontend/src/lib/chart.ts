@@ -22,7 +22,7 @@ export function hourlyOption(data: ChartData, locale: string, dark: boolean) {
       data: data.labels.map((l) => hourLabel(l, locale)),
       axisLabel: { color: text },
     },
-    yAxis: { type: 'value', minInterval: 1, axisLabel: { color: text } },
+    yAxis: { type: 'value', minInterval: 1, axisLabel: { color: text }, splitLine: { lineStyle: { color: dark ? '#333' : '#e5e5e5' } } },
     series: data.datasets.map((d) => ({
       name: d.label,
       type: 'line',

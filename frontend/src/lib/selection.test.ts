@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { KeySelection, maskKey } from './selection'
+import { KeySelection, maskKey, searchQuery } from './selection'
 import type { Key } from '../api/types'
 
 const key = (id: number, status: 'active' | 'invalid' = 'active') => ({ id, key_value: 'sk-' + id, status }) as Key
@@ -39,5 +39,15 @@ describe('key selection across pages', () => {
   it('masks keys', () => {
     expect(maskKey('sk-abcdefghijkl')).toBe('sk-a****ijkl')
     expect(maskKey('short')).toBe('sh****')
+  })
+})
+
+describe('key search', () => {
+  it('looks a whole key up exactly and searches masks and hashes', () => {
+    expect(searchQuery('  ')).toEqual({})
+    expect(searchQuery('sk-good-000042-e2e')).toEqual({ key_value: 'sk-good-000042-e2e' })
+    expect(searchQuery('sk-a****wxyz')).toEqual({ search: 'sk-a****wxyz' })
+    expect(searchQuery('wxyz')).toEqual({ search: 'wxyz' })
+    expect(searchQuery('9f86d081884c7d659a2feaa0c55ad015')).toEqual({ search: '9f86d081884c7d659a2feaa0c55ad015' })
   })
 })

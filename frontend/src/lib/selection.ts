@@ -49,3 +49,14 @@ export function maskKey(v: string): string {
   if (v.length <= 8) return v.slice(0, 2) + '****'
   return v.slice(0, 4) + '****' + v.slice(-4)
 }
+
+/**
+ * The query of the key table's search box: a whole key is looked up exactly (key_value);
+ * a part of a masked key ("sk-a****wxyz") or a hash prefix is a search.
+ */
+export function searchQuery(text: string): { key_value?: string; search?: string } {
+  const q = text.trim()
+  if (!q) return {}
+  if (q.length <= 12 || q.includes('*') || /^[0-9a-fA-F]+$/.test(q)) return { search: q }
+  return { key_value: q }
+}
