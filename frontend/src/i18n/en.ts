@@ -13,7 +13,7 @@ export default {
   dashboard: {
     keys: 'Active keys', invalid: 'Invalid', rpm: 'Requests per minute', rpmHint: 'last 10 minutes', requests: 'Requests',
     last24h: 'last 24 hours', errorRate: 'Error rate', tokens: 'Tokens', chart: 'Requests per hour', allGroups: 'All groups',
-    encryption: 'Encryption', encryptionOk: 'Stored keys match the configured ENCRYPTION_KEY.', warnings: 'Security warnings',
+    encryption: 'Encryption', encryptionOff: 'ENCRYPTION_KEY is not set: keys are stored in clear.', encryptionOk: 'Stored keys match the configured ENCRYPTION_KEY.', warnings: 'Security warnings',
   },
   groups: {
     search: 'Search groups', create: 'Group', none: 'No groups yet', drag: 'Drag to reorder', delete: 'Delete group',

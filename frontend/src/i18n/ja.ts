@@ -15,7 +15,7 @@ const ja: typeof en = {
   dashboard: {
     keys: '有効なキー', invalid: '無効', rpm: '毎分リクエスト数', rpmHint: '直近 10 分', requests: 'リクエスト数',
     last24h: '直近 24 時間', errorRate: 'エラー率', tokens: 'トークン数', chart: '時間ごとのリクエスト', allGroups: 'すべてのグループ',
-    encryption: '暗号化', encryptionOk: '保存されたキーは設定中の ENCRYPTION_KEY と一致しています。', warnings: 'セキュリティ警告',
+    encryption: '暗号化', encryptionOff: 'ENCRYPTION_KEY が設定されていないため、キーは平文で保存されています。', encryptionOk: '保存されたキーは設定中の ENCRYPTION_KEY と一致しています。', warnings: 'セキュリティ警告',
   },
   groups: {
     search: 'グループを検索', create: 'グループ', none: 'グループはまだありません', drag: 'ドラッグで並べ替え', delete: 'グループを削除',

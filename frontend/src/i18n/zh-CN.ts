@@ -15,7 +15,7 @@ const zhCN: typeof en = {
   dashboard: {
     keys: '有效密钥', invalid: '无效', rpm: '每分钟请求数', rpmHint: '最近 10 分钟', requests: '请求数',
     last24h: '最近 24 小时', errorRate: '错误率', tokens: '令牌数', chart: '每小时请求', allGroups: '全部分组',
-    encryption: '加密', encryptionOk: '已存储的密钥与当前 ENCRYPTION_KEY 配置一致。', warnings: '安全警告',
+    encryption: '加密', encryptionOff: '未设置 ENCRYPTION_KEY：密钥以明文存储。', encryptionOk: '已存储的密钥与当前 ENCRYPTION_KEY 配置一致。', warnings: '安全警告',
   },
   groups: {
     search: '搜索分组', create: '分组', none: '还没有分组', drag: '拖动以排序', delete: '删除分组',
