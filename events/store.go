@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,6 +72,22 @@ type Store struct {
 	maxMsg int
 	newID  func() string
 	now    func() time.Time
+
+	appends, conflicts, appendErrs, appendNanos atomic.Uint64
+}
+
+// AppendStats counts the guarded appends of this store since it opened.
+type AppendStats struct {
+	Appends   uint64        // appends that reached the log
+	Conflicts uint64        // appends refused because the aggregate had moved on (ErrConflict)
+	Errors    uint64        // appends that failed otherwise (NATS away, timeout, too large)
+	Took      time.Duration // summed time of the successful appends, acknowledgement included
+}
+
+// Stats reads the append counters.
+func (s *Store) Stats() AppendStats {
+	return AppendStats{Appends: s.appends.Load(), Conflicts: s.conflicts.Load(), Errors: s.appendErrs.Load(),
+		Took: time.Duration(s.appendNanos.Load())}
 }
 
 // OpenStore creates or updates both streams (idempotent) and returns the store.
@@ -146,6 +163,21 @@ func (s *Store) Cipher() *Cipher { return s.codec.cipher }
 // fall together belong in one fact. Health facts are never guarded. It returns the
 // sequence of the last fact.
 func (s *Store) Append(ctx context.Context, actor string, expect uint64, facts ...domain.Fact) (uint64, error) {
+	start := time.Now()
+	last, err := s.append(ctx, actor, expect, facts)
+	switch {
+	case err == nil:
+		s.appends.Add(1)
+		s.appendNanos.Add(uint64(time.Since(start)))
+	case errors.Is(err, ErrConflict):
+		s.conflicts.Add(1)
+	default:
+		s.appendErrs.Add(1)
+	}
+	return last, err
+}
+
+func (s *Store) append(ctx context.Context, actor string, expect uint64, facts []domain.Fact) (uint64, error) {
 	var last uint64
 	for i, f := range facts {
 		agg := domain.AggregateOf(f)

@@ -29,8 +29,10 @@ type LogRecorder interface {
 //
 // Traffic is counted from the request-log records the proxy hands over (Recorder): one
 // per attempt, the last one of a request marked final. Label sets are bounded: the group
-// name and the HTTP status, never a key, a path or a model. The hot path pays one
-// lock-free map read (a copy-on-write map of pre-resolved series) and a few atomic adds.
+// name, its channel and the HTTP status, never a key or a path; models only in the token
+// counter, at most maxModels per group (the rest count as "other"), since a client names
+// them. The hot path pays one or two lock-free map reads (copy-on-write maps of
+// pre-resolved series) and a few atomic adds.
 type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -40,11 +42,32 @@ type Metrics struct {
 	tokens   *prometheus.CounterVec
 
 	series atomic.Pointer[map[seriesKey]*series]
-	mu     sync.Mutex // serialises the copy-on-write of series
+	models atomic.Pointer[map[modelKey]*modelSeries]
+	mu     sync.Mutex // serialises the copy-on-write of series and models
 
 	src atomic.Pointer[metricsSource] // the node's state read at scrape time; set by New
 
-	pub atomic.Pointer[publisherStats]
+	pub   atomic.Pointer[publisherStats]
+	store atomic.Pointer[appendStats]
+	facts atomic.Pointer[func() uint64]
+}
+
+// AppendStatser reads the event log's append counters; *events.Store implements it.
+type AppendStatser interface {
+	Stats() events.AppendStats
+}
+
+type appendStats struct{ AppendStatser }
+
+// WatchStore adds the event log's append count, latency and conflicts to every scrape.
+func (m *Metrics) WatchStore(s AppendStatser) {
+	m.store.Store(&appendStats{s})
+}
+
+// WatchDroppedFacts adds the count of key-health facts dropped because the event log did
+// not keep up (proxy.Handler.DroppedFacts) to every scrape.
+func (m *Metrics) WatchDroppedFacts(dropped func() uint64) {
+	m.facts.Store(&dropped)
 }
 
 // PublisherStats reads the counters of the request-log publisher;
@@ -81,11 +104,18 @@ type seriesKey struct {
 	status int
 }
 
+type modelKey struct{ group, model string }
+
+// modelSeries are the token counters of one group and model.
+type modelSeries struct{ prompt, completion prometheus.Counter }
+
+// maxModels bounds the model label values per group: past it, tokens count as "other".
+const maxModels = 50
+
 // series are the collectors of one group and status, resolved once.
 type series struct {
 	requests, attempts, retries prometheus.Counter
 	duration                    prometheus.Observer
-	prompt, completion          prometheus.Counter
 }
 
 // NewMetrics registers the traffic metrics and the Go runtime's in a registry of their own.
@@ -93,30 +123,32 @@ func NewMetrics() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gpt_load_proxy_requests_total",
-		Help: "Proxied requests by group and the status answered to the client (after retries).",
-	}, []string{"group", "status"})
+		Help: "Proxied requests by group, channel and the status answered to the client (after retries).",
+	}, []string{"group", "channel", "status"})
 	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gpt_load_proxy_attempts_total",
-		Help: "Upstream attempts by group and the upstream's status (0: no answer).",
-	}, []string{"group", "status"})
+		Help: "Upstream attempts by group, channel and the upstream's status (0: no answer).",
+	}, []string{"group", "channel", "status"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gpt_load_proxy_retries_total",
-		Help: "Attempts that were retried with another key, by group and status.",
-	}, []string{"group", "status"})
+		Help: "Attempts that were retried with another key, by group, channel and status.",
+	}, []string{"group", "channel", "status"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "gpt_load_proxy_request_duration_seconds",
-		Help:    "Duration of proxied requests, retries included, by group and status.",
+		Help:    "Duration of proxied requests, retries included, by group, channel and status.",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
-	}, []string{"group", "status"})
+	}, []string{"group", "channel", "status"})
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gpt_load_proxy_tokens_total",
-		Help: "Tokens the upstream reported, by group and kind (prompt, completion).",
-	}, []string{"group", "kind"})
+		Help: "Tokens the upstream reported, by group, model (at most 50 per group, then \"other\") and kind (prompt, completion).",
+	}, []string{"group", "model", "kind"})
 	m.reg.MustRegister(m.requests, m.attempts, m.retries, m.duration, m.tokens,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		stateCollector{m})
 	empty := map[seriesKey]*series{}
 	m.series.Store(&empty)
+	noModels := map[modelKey]*modelSeries{}
+	m.models.Store(&noModels)
 	return m
 }
 
@@ -144,12 +176,73 @@ func (m *Metrics) observe(rec *domain.RequestLog) {
 	}
 	s.requests.Inc()
 	s.duration.Observe(float64(rec.DurationMS) / 1000)
-	if rec.PromptTokens > 0 {
-		s.prompt.Add(float64(rec.PromptTokens))
+	if rec.PromptTokens > 0 || rec.CompletionTokens > 0 {
+		ms := m.resolveModel(modelKey{rec.GroupName, rec.Model})
+		ms.prompt.Add(float64(rec.PromptTokens))
+		ms.completion.Add(float64(rec.CompletionTokens))
 	}
-	if rec.CompletionTokens > 0 {
-		s.completion.Add(float64(rec.CompletionTokens))
+}
+
+// resolveModel returns the token counters of k, creating them on first use; a group's
+// models past maxModels share the counters of "other".
+func (m *Metrics) resolveModel(k modelKey) *modelSeries {
+	if s, ok := (*m.models.Load())[k]; ok {
+		return s
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := *m.models.Load()
+	if s, ok := cur[k]; ok {
+		return s
+	}
+	n := 0
+	for kk := range cur {
+		if kk.group == k.group {
+			n++
+		}
+	}
+	label := k.model
+	if n >= maxModels {
+		label = "other"
+	} else if label == "" {
+		label = "unknown"
+	}
+	s := &modelSeries{
+		prompt:     m.tokens.WithLabelValues(k.group, label, "prompt"),
+		completion: m.tokens.WithLabelValues(k.group, label, "completion"),
+	}
+	if n >= maxModels {
+		// Not remembered under its own name, so the map stays bounded too.
+		if o, ok := cur[modelKey{k.group, "\x00other"}]; ok {
+			return o
+		}
+		k = modelKey{k.group, "\x00other"}
+	}
+	next := make(map[modelKey]*modelSeries, len(cur)+1)
+	for kk, v := range cur {
+		next[kk] = v
+	}
+	next[k] = s
+	m.models.Store(&next)
+	return s
+}
+
+// channelOf is the channel type of the group named name, read from the node's state.
+func (m *Metrics) channelOf(name string) string {
+	src := m.src.Load()
+	if src == nil || src.d.State == nil {
+		return ""
+	}
+	ch := ""
+	src.d.State.Read(func(s *domain.State) {
+		for _, g := range s.Groups() {
+			if g.Name == name {
+				ch = string(g.ChannelType)
+				return
+			}
+		}
+	})
+	return ch
 }
 
 // resolve returns the series of k, creating them on first use.
@@ -163,14 +256,12 @@ func (m *Metrics) resolve(k seriesKey) *series {
 	if s, ok := cur[k]; ok {
 		return s
 	}
-	st := strconv.Itoa(k.status)
+	st, ch := strconv.Itoa(k.status), m.channelOf(k.group)
 	s := &series{
-		requests:   m.requests.WithLabelValues(k.group, st),
-		attempts:   m.attempts.WithLabelValues(k.group, st),
-		retries:    m.retries.WithLabelValues(k.group, st),
-		duration:   m.duration.WithLabelValues(k.group, st),
-		prompt:     m.tokens.WithLabelValues(k.group, "prompt"),
-		completion: m.tokens.WithLabelValues(k.group, "completion"),
+		requests: m.requests.WithLabelValues(k.group, ch, st),
+		attempts: m.attempts.WithLabelValues(k.group, ch, st),
+		retries:  m.retries.WithLabelValues(k.group, ch, st),
+		duration: m.duration.WithLabelValues(k.group, ch, st),
 	}
 	next := make(map[seriesKey]*series, len(cur)+1)
 	for kk, v := range cur {
@@ -204,10 +295,17 @@ var (
 	descPub     = prometheus.NewDesc("gpt_load_request_logs_published_total", "Request-log records this node handed to JetStream (acknowledged).", nil, nil)
 	descDropped = prometheus.NewDesc("gpt_load_request_logs_dropped_total", "Request-log records this node lost before JetStream took them (queue full, or unsent at stop).", nil, nil)
 	descQueued  = prometheus.NewDesc("gpt_load_request_log_queued_bytes", "Request-log bytes this node holds, not yet acknowledged by JetStream.", nil, nil)
+	descResting = prometheus.NewDesc("gpt_load_keys_resting", "Active keys out of rotation by group and reason: disabled by an admin, or cooling down after a rate limit.",
+		[]string{"group", "reason"}, nil)
+	descAppends   = prometheus.NewDesc("gpt_load_event_append_seconds", "Guarded appends to the event log by this node (admin changes), and the time they took, acknowledgement included.", nil, nil)
+	descConflicts = prometheus.NewDesc("gpt_load_event_append_conflicts_total", "Appends refused because the aggregate had moved on (another writer came first).", nil, nil)
+	descAppendErr = prometheus.NewDesc("gpt_load_event_append_errors_total", "Appends that failed otherwise (NATS out of reach, timeout, event too large).", nil, nil)
+	descFacts     = prometheus.NewDesc("gpt_load_key_health_facts_dropped_total", "Key-health facts this node dropped because the event log did not keep up.", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKeys, descApplied, descLag, descCaught, descBacklog, descBytes, descParked, descLeader, descTask, descWritten, descPub, descDropped, descQueued} {
+	for _, d := range []*prometheus.Desc{descKeys, descApplied, descLag, descCaught, descBacklog, descBytes, descParked, descLeader, descTask, descWritten, descPub, descDropped, descQueued,
+		descResting, descAppends, descConflicts, descAppendErr, descFacts} {
 		ch <- d
 	}
 }
@@ -221,6 +319,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
 	}
+	now := time.Now().UnixNano()
 	caughtUp := d.Ready.CaughtUp()
 	applied := d.Ready.Applied()
 	gauge(descCaught, b2f(caughtUp))
@@ -246,8 +345,30 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 				gauge(descKeys, float64(ks.Active()), g.Name, "active")
 				gauge(descKeys, float64(ks.Invalid()), g.Name, "invalid")
+				disabled, cooling := 0, 0
+				ks.Each(func(k *domain.Key) bool {
+					if k.Status == domain.KeyActive {
+						if k.Disabled {
+							disabled++
+						} else if k.CooldownUntil > now {
+							cooling++
+						}
+					}
+					return true
+				})
+				gauge(descResting, float64(disabled), g.Name, "disabled")
+				gauge(descResting, float64(cooling), g.Name, "cooldown")
 			}
 		})
+	}
+	if st := c.m.store.Load(); st != nil {
+		a := st.Stats()
+		ch <- prometheus.MustNewConstSummary(descAppends, a.Appends, a.Took.Seconds(), nil)
+		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(a.Conflicts))
+		ch <- prometheus.MustNewConstMetric(descAppendErr, prometheus.CounterValue, float64(a.Errors))
+	}
+	if f := c.m.facts.Load(); f != nil {
+		ch <- prometheus.MustNewConstMetric(descFacts, prometheus.CounterValue, float64((*f)()))
 	}
 	if rl := d.Health.RequestLogs; rl != nil {
 		b := rl.Backlog()

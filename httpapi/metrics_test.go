@@ -47,6 +47,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	defer upstream.Close()
 	m := httpapi.NewMetrics()
 	m.WatchPublisher(fakePublisher{events.ReqLogStats{Published: 7, Dropped: 1, QueuedBytes: 300}})
+	m.WatchDroppedFacts(func() uint64 { return 2 })
 	var ph atomic.Pointer[proxy.Handler]
 	n := startNode(t, nodeOpts{
 		proxy: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ph.Load().ServeHTTP(w, r) }),
@@ -58,11 +59,12 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	}
 	t.Cleanup(func() { h.Close() })
 	ph.Store(h)
+	m.WatchStore(n.store)
 	var g struct {
 		ID uint64 `json:"id"`
 	}
 	n.do("POST", "/api/groups", `{"name":"metered","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-m","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`).ok(t, &g)
-	n.do("POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-1\nsk-up-2"}`, g.ID)).ok(t, nil)
+	n.do("POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-1\nsk-up-2\nsk-up-3"}`, g.ID)).ok(t, nil)
 	call := func(model string, want int) {
 		t.Helper()
 		r := n.send("POST", "/proxy/metered/v1/chat/completions", `{"model":"`+model+`","messages":[]}`, "Authorization", "Bearer sk-proxy-m")
@@ -76,6 +78,9 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	for range 3 {
 		call("bad", 400)
 	}
+	call("ok-2", 200)
+	// One key disabled: an admin change more for the append count.
+	n.do("POST", "/api/keys/disable-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-2"}`, g.ID)).ok(t, nil)
 
 	if r := n.send("GET", "/metrics", nil); r.code != http.StatusUnauthorized {
 		t.Fatalf("/metrics without the admin key: %d", r.code)
@@ -109,6 +114,8 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 				return m.GetGauge().GetValue()
 			case dto.MetricType_HISTOGRAM:
 				return float64(m.GetHistogram().GetSampleCount())
+			case dto.MetricType_SUMMARY:
+				return float64(m.GetSummary().GetSampleCount())
 			}
 		}
 		t.Fatalf("no %s%v in /metrics", name, labels)
@@ -119,13 +126,19 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"gpt_load_proxy_requests_total", map[string]string{"group": "metered", "status": "200"}, 5},
-		{"gpt_load_proxy_requests_total", map[string]string{"group": "metered", "status": "400"}, 3},
-		{"gpt_load_proxy_attempts_total", map[string]string{"group": "metered", "status": "200"}, 5},
-		{"gpt_load_proxy_request_duration_seconds", map[string]string{"group": "metered", "status": "200"}, 5},
-		{"gpt_load_proxy_tokens_total", map[string]string{"group": "metered", "kind": "prompt"}, 15},
-		{"gpt_load_proxy_tokens_total", map[string]string{"group": "metered", "kind": "completion"}, 20},
-		{"gpt_load_keys", map[string]string{"group": "metered", "status": "active"}, 2},
+		{"gpt_load_proxy_requests_total", map[string]string{"group": "metered", "channel": "openai", "status": "200"}, 6},
+		{"gpt_load_proxy_requests_total", map[string]string{"group": "metered", "channel": "openai", "status": "400"}, 3},
+		{"gpt_load_proxy_attempts_total", map[string]string{"group": "metered", "status": "200"}, 6},
+		{"gpt_load_proxy_request_duration_seconds", map[string]string{"group": "metered", "status": "200"}, 6},
+		{"gpt_load_proxy_tokens_total", map[string]string{"group": "metered", "model": "ok", "kind": "prompt"}, 15},
+		{"gpt_load_proxy_tokens_total", map[string]string{"group": "metered", "model": "ok", "kind": "completion"}, 20},
+		{"gpt_load_proxy_tokens_total", map[string]string{"group": "metered", "model": "ok-2", "kind": "prompt"}, 3},
+		{"gpt_load_keys", map[string]string{"group": "metered", "status": "active"}, 3},
+		{"gpt_load_keys_resting", map[string]string{"group": "metered", "reason": "disabled"}, 1},
+		{"gpt_load_keys_resting", map[string]string{"group": "metered", "reason": "cooldown"}, 0},
+		{"gpt_load_event_append_seconds", nil, 4}, // the seeded settings, the group, its keys, the disabling
+		{"gpt_load_event_append_conflicts_total", nil, 0},
+		{"gpt_load_key_health_facts_dropped_total", nil, 2},
 		{"gpt_load_keys", map[string]string{"group": "metered", "status": "invalid"}, 0},
 		{"gpt_load_projection_caught_up", nil, 1},
 		{"gpt_load_task_running", map[string]string{"type": "KEY_IMPORT"}, 0},
@@ -161,4 +174,45 @@ func benchRecord(b *testing.B, r httpapi.LogRecorder) {
 			i++
 		}
 	})
+}
+
+// A client names the model, so the token counter keeps at most 50 models per group and
+// counts the rest as "other": the label set stays bounded, the sums stay whole.
+func TestMetricsBoundModels(t *testing.T) {
+	t.Parallel()
+	m := httpapi.NewMetrics()
+	rec := m.Recorder(nopRecorder{})
+	for i := range 80 {
+		rec.Record(&domain.RequestLog{GroupName: "g", Model: fmt.Sprintf("m-%d", i), StatusCode: 200,
+			RequestType: domain.RequestFinal, PromptTokens: 1, CompletionTokens: 2})
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := map[string]float64{}
+	for _, mt := range fams["gpt_load_proxy_tokens_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range mt.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		if labels["kind"] == "prompt" {
+			models[labels["model"]] += mt.GetCounter().GetValue()
+		}
+	}
+	total := 0.0
+	for _, v := range models {
+		total += v
+	}
+	if len(models) != 51 || models["other"] != 30 || total != 80 {
+		t.Fatalf("%d model labels, other %v, total %v; want 50 models and other 30 of 80", len(models), models["other"], total)
+	}
 }

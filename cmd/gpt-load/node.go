@@ -191,6 +191,8 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	if err != nil {
 		return nil, err
 	}
+	n.metrics.WatchStore(n.store)
+	n.metrics.WatchDroppedFacts(n.proxy.DroppedFacts)
 	n.valid = n.proxy.Validator(proxy.ValidatorDeps{
 		State: n.proj, Marker: n.commands, Log: log.With().Str("component", "validation").Logger(),
 	})
