@@ -52,6 +52,11 @@ type RequestLog struct {
 	// and its name ("global" or "group" for now).
 	ProxyKeyFP   string `json:"proxy_key_fp,omitempty"`
 	ProxyKeyName string `json:"proxy_key_name,omitempty"`
+
+	// UpstreamNS is how long the upstream took to answer this attempt with its headers, in
+	// nanoseconds (0: no upstream answered or was asked). It is for metrics only: not
+	// stored, not sent in the log stream.
+	UpstreamNS int64 `json:"-"`
 }
 
 // Names of proxy keys in request logs, until proxy keys have names of their own.

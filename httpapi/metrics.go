@@ -39,6 +39,7 @@ type Metrics struct {
 	attempts *prometheus.CounterVec
 	retries  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	upstream *prometheus.HistogramVec
 	tokens   *prometheus.CounterVec
 
 	series atomic.Pointer[map[seriesKey]*series]
@@ -115,7 +116,7 @@ const maxModels = 50
 // series are the collectors of one group and status, resolved once.
 type series struct {
 	requests, attempts, retries prometheus.Counter
-	duration                    prometheus.Observer
+	duration, upstream          prometheus.Observer
 }
 
 // NewMetrics registers the traffic metrics and the Go runtime's in a registry of their own.
@@ -138,11 +139,16 @@ func NewMetrics() *Metrics {
 		Help:    "Duration of proxied requests, retries included, by group, channel and status.",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 	}, []string{"group", "channel", "status"})
+	m.upstream = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "gpt_load_proxy_upstream_duration_seconds",
+		Help:    "Time the upstream took to answer an attempt with its headers, by group, channel and the upstream's status.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+	}, []string{"group", "channel", "status"})
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gpt_load_proxy_tokens_total",
 		Help: "Tokens the upstream reported, by group, model (at most 50 per group, then \"other\") and kind (prompt, completion).",
 	}, []string{"group", "model", "kind"})
-	m.reg.MustRegister(m.requests, m.attempts, m.retries, m.duration, m.tokens,
+	m.reg.MustRegister(m.requests, m.attempts, m.retries, m.duration, m.upstream, m.tokens,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		stateCollector{m})
 	empty := map[seriesKey]*series{}
@@ -170,6 +176,9 @@ func (r recorder) Record(rec *domain.RequestLog) {
 func (m *Metrics) observe(rec *domain.RequestLog) {
 	s := m.resolve(seriesKey{group: rec.GroupName, status: rec.StatusCode})
 	s.attempts.Inc()
+	if rec.UpstreamNS > 0 {
+		s.upstream.Observe(float64(rec.UpstreamNS) / 1e9)
+	}
 	if rec.RequestType != domain.RequestFinal {
 		s.retries.Inc()
 		return
@@ -262,6 +271,7 @@ func (m *Metrics) resolve(k seriesKey) *series {
 		attempts: m.attempts.WithLabelValues(k.group, ch, st),
 		retries:  m.retries.WithLabelValues(k.group, ch, st),
 		duration: m.duration.WithLabelValues(k.group, ch, st),
+		upstream: m.upstream.WithLabelValues(k.group, ch, st),
 	}
 	next := make(map[seriesKey]*series, len(cur)+1)
 	for kk, v := range cur {

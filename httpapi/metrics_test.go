@@ -130,6 +130,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 		{"gpt_load_proxy_requests_total", map[string]string{"group": "metered", "channel": "openai", "status": "400"}, 3},
 		{"gpt_load_proxy_attempts_total", map[string]string{"group": "metered", "status": "200"}, 6},
 		{"gpt_load_proxy_request_duration_seconds", map[string]string{"group": "metered", "status": "200"}, 6},
+		{"gpt_load_proxy_upstream_duration_seconds", map[string]string{"group": "metered", "channel": "openai", "status": "400"}, 3},
 		{"gpt_load_proxy_tokens_total", map[string]string{"group": "metered", "model": "ok", "kind": "prompt"}, 15},
 		{"gpt_load_proxy_tokens_total", map[string]string{"group": "metered", "model": "ok", "kind": "completion"}, 20},
 		{"gpt_load_proxy_tokens_total", map[string]string{"group": "metered", "model": "ok-2", "kind": "prompt"}, 3},

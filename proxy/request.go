@@ -48,6 +48,7 @@ type request struct {
 
 	proxyKeyFP   [6]byte // the first bytes of the proxy key's SHA-256 (domain.ProxyKeyFingerprint)
 	proxyKeyName string
+	upstreamNS   int64 // the latest attempt's wait for the upstream's headers; 0 once logged
 
 	now          int64     // Unix ns: the request's start, then the end of its latest attempt
 	tried        [8]uint64 // the first keys this request has tried
@@ -356,9 +357,13 @@ func (p *request) attempt(key poolKey, more bool) *failure {
 		clientIP: p.clientIP, group: p.serving.Name, key: key.Value, now: time.Unix(0, p.now),
 	})
 
+	sent := h.cfg.Now()
 	resp, err := ss.do(req)
 	now := h.cfg.Now()
 	p.now = now.UnixNano()
+	if err == nil {
+		p.upstreamNS = now.Sub(sent).Nanoseconds()
+	}
 	if err != nil {
 		if p.r.Context().Err() != nil {
 			p.logOwn(499, "client closed the request", key)
@@ -579,7 +584,9 @@ func (p *request) logRecord(typ string, key poolKey, status int, success bool, e
 
 		ProxyKeyFP:   hex.EncodeToString(p.proxyKeyFP[:]),
 		ProxyKeyName: p.proxyKeyName,
+		UpstreamNS:   p.upstreamNS,
 	}
+	p.upstreamNS = 0
 	if p.parent != nil {
 		rec.ParentGroupID, rec.ParentGroupName = p.parent.ID, p.parent.Name
 	}
