@@ -265,11 +265,20 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
     await adminApi('POST', '/api/groups', { name: 'second', channel_type: 'openai', test_model: 'm', upstreams: [{ url: 'http://127.0.0.1:9', weight: 1 }], sort: 5 })
     await page.reload()
     const names = () => page.locator('[data-test=group-list] li').evaluateAll((els) => els.map((e) => e.getAttribute('data-group')))
+    // After the reload the list renders once the groups have loaded: wait for both.
+    await page.locator('[data-test=group-list] li[data-group=second]').waitFor()
+    await page.locator('[data-test=group-list] li[data-group=e2e]').waitFor()
     assert.deepEqual(await names(), ['e2e', 'second'])
     await page.locator('[data-test=group-list] li[data-group=second]').dragTo(page.locator('[data-test=group-list] li[data-group=e2e]'))
     for (let i = 0; i < 40 && (await names())[0] !== 'second'; i++) await page.waitForTimeout(100)
     assert.deepEqual(await names(), ['second', 'e2e'])
-    const order = (await adminApi('GET', '/api/groups')).map((g) => g.name)
+    // The page shows the new order at once; the API has it once the reorder is saved.
+    let order = []
+    for (let i = 0; i < 50; i++) {
+      order = (await adminApi('GET', '/api/groups')).map((g) => g.name)
+      if (order[0] === 'second') break
+      await page.waitForTimeout(100)
+    }
     assert.deepEqual(order, ['second', 'e2e'])
     await page.locator('[data-test=group-list] li[data-group=e2e]').click()
   })
@@ -340,10 +349,16 @@ test('the dashboard, driven as a user in Chromium', { skip, timeout: 600_000 }, 
       if (!['dashboard', 'logs', 'settings', 'keys'].includes(name)) await shot(name + '-light')
     }
     await pickOption(page.locator('[data-test=theme]'), 'Dark')
+    // The sum of the body's background colour channels, once it is dark (the background
+    // fades over, and after a reload the page must first start): up to 10 s.
     const darkness = async () => {
-      await page.waitForTimeout(400) // the background fades over
-      const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor)
-      return bg.match(/\d+/g).slice(0, 3).map(Number).reduce((a, b) => a + b, 0)
+      let sum = 765
+      for (let i = 0; i < 25 && sum >= 150; i++) {
+        await page.waitForTimeout(400)
+        const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor)
+        sum = bg.match(/\d+/g).slice(0, 3).map(Number).reduce((a, b) => a + b, 0)
+      }
+      return sum
     }
     assert.ok((await darkness()) < 150, 'dark background')
     for (const [path, name] of [['/', 'dashboard'], ['/keys', 'keys'], ['/logs', 'logs'], ['/usage', 'usage'], ['/settings', 'settings'], ['/audit', 'audit'], ['/import', 'import']]) {
