@@ -40,6 +40,7 @@ type KVConfig struct {
 // bucket's leader.
 type KV struct {
 	kv  jetstream.KeyValue
+	js  jetstream.JetStream
 	cfg KVConfig
 	log zerolog.Logger
 
@@ -81,10 +82,12 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig, log zerol
 	if err != nil {
 		return nil, err
 	}
-	return &KV{kv: kv, cfg: cfg, log: log}, nil
+	return &KV{kv: kv, js: js, cfg: cfg, log: log}, nil
 }
 
-// read returns the slot entry and its revision; nil and 0 when there is none.
+// read returns the slot entry and its revision; nil and 0 when there is none. It reads
+// as KV.Get does, by a direct get, which a replica may answer before it has applied the
+// latest write: good for showing the status, not for deciding on it (readLeader).
 func (s *KV) read(ctx context.Context) (*kvEntry, uint64, error) {
 	e, err := s.kv.Get(ctx, slotKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -93,16 +96,56 @@ func (s *KV) read(ctx context.Context) (*kvEntry, uint64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("read the task slot: %w", err)
 	}
+	return s.decode(e.Value(), e.Created(), e.Revision())
+}
+
+func (s *KV) decode(raw []byte, created time.Time, rev uint64) (*kvEntry, uint64, error) {
 	var ent kvEntry
-	if err := json.Unmarshal(e.Value(), &ent); err != nil {
+	if err := json.Unmarshal(raw, &ent); err != nil {
 		return nil, 0, fmt.Errorf("decode the task slot: %w", err)
 	}
 	// A running task whose node stopped renewing it is over. The entry's time is the
 	// server's, stamped at the last renewal.
-	if ent.Status.IsRunning && s.cfg.Now().Sub(e.Created()) > s.cfg.Lease {
-		ent.Status = s.orphaned(ent, e.Created())
+	if ent.Status.IsRunning && s.cfg.Now().Sub(created) > s.cfg.Lease {
+		ent.Status = s.orphaned(ent, created)
 	}
-	return &ent, e.Revision(), nil
+	return &ent, rev, nil
+}
+
+// readLeader reads the slot from the leader of the bucket's stream, which has every
+// acknowledged write: Begin decides on it, so that a task that has just finished on
+// another node never makes the slot look busy.
+func (s *KV) readLeader(ctx context.Context) (*kvEntry, uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + Bucket + "." + slotKey})
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+Bucket, req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the task slot: %w", err)
+	}
+	var resp struct {
+		Message *struct {
+			Seq  uint64    `json:"seq"`
+			Data []byte    `json:"data"`
+			Time time.Time `json:"time"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("read the task slot: %w", err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == 10037 { // no message found: the slot was never taken
+			return nil, 0, nil
+		}
+		return nil, 0, fmt.Errorf("read the task slot: %s (%d)", resp.Error.Description, resp.Error.ErrCode)
+	}
+	if resp.Message == nil {
+		return nil, 0, errors.New("read the task slot: empty answer")
+	}
+	return s.decode(resp.Message.Data, resp.Message.Time, resp.Message.Seq)
 }
 
 // orphaned is the status of a task whose node stopped renewing it at last.
@@ -132,7 +175,7 @@ func (s *KV) write(ctx context.Context, ent kvEntry, rev uint64) (uint64, error)
 func (s *KV) Begin(ctx context.Context, st Status) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, rev, err := s.read(ctx)
+	cur, rev, err := s.readLeader(ctx)
 	if err != nil {
 		return err
 	}
