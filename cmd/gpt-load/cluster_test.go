@@ -212,16 +212,7 @@ func found[T any](_ T, ok bool) bool { return ok }
 // adminDo calls the admin API of node c and returns the status and the raw body.
 func adminDo(t *testing.T, c *clusterNode, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", c.port, path), strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e2eAdminKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw
+	return adminRequest(t, c.port, e2eAdminKey, method, path, body)
 }
 
 type taskStatus struct {
@@ -446,26 +437,23 @@ func (g *gate) reset() {
 	g.ch, g.closed = make(chan struct{}), false
 }
 
-// TestClusterRequestLogsOnceInPostgres loads three nodes that share one PostgreSQL
-// database (a database of the test's own): every answered request has exactly one row,
-// though all three nodes' projectors read the same durable consumer.
-func TestClusterRequestLogsOnceInPostgres(t *testing.T) {
-	t.Parallel()
-	dsn := freshPostgres(t, "")
+// clusterWithGroup starts a 3-server cluster, three nodes on it (extra: their own
+// variables) and an upstream answering chat completions, and creates a group of two keys
+// named name with proxyKey, in force on every node when it returns.
+func clusterWithGroup(t *testing.T, name, proxyKey string, extra func(i int) map[string]string) ([]*clusterNode, *eventstest.Cluster, string) {
+	t.Helper()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
 	}))
 	t.Cleanup(upstream.Close)
 	c := eventstest.RunCluster(t, 3)
-	nodes := startCluster(t, c.URL(), 3, func(int) map[string]string {
-		return map[string]string{"DATABASE_DSN": dsn}
-	})
+	nodes := startCluster(t, c.URL(), 3, extra)
 	waitHealthy(t, 60*time.Second, nodes...)
 	var g struct {
 		ID uint64 `json:"id"`
 	}
-	api(t, nodes[0].api(), "POST", "/api/groups", `{"name":"load","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-load","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	api(t, nodes[0].api(), "POST", "/api/groups", `{"name":"`+name+`","channel_type":"openai","test_model":"m","proxy_keys":"`+proxyKey+`","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
 	api(t, nodes[0].api(), "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-1\nsk-up-2"}`, g.ID), nil)
 	for _, n := range nodes {
 		eventstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
@@ -477,6 +465,18 @@ func TestClusterRequestLogsOnceInPostgres(t *testing.T) {
 			return fmt.Errorf("%s has not the group's keys yet", n.name)
 		})
 	}
+	return nodes, c, upstream.URL
+}
+
+// TestClusterRequestLogsOnceInPostgres loads three nodes that share one PostgreSQL
+// database (a database of the test's own): every answered request has exactly one row,
+// though all three nodes' projectors read the same durable consumer.
+func TestClusterRequestLogsOnceInPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := freshPostgres(t, "")
+	nodes, _, _ := clusterWithGroup(t, "load", "sk-proxy-load", func(int) map[string]string {
+		return map[string]string{"DATABASE_DSN": dsn}
+	})
 
 	const perClient, clients = 100, 12
 	var answered atomic.Int64
@@ -544,29 +544,7 @@ func TestClusterRequestLogsOnceInPostgres(t *testing.T) {
 // change that was acknowledged (200) is in force on every node.
 func TestClusterSurvivesNATSServerLoss(t *testing.T) {
 	t.Parallel()
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
-	}))
-	t.Cleanup(upstream.Close)
-	c := eventstest.RunCluster(t, 3)
-	nodes := startCluster(t, c.URL(), 3, nil)
-	waitHealthy(t, 60*time.Second, nodes...)
-	var g struct {
-		ID uint64 `json:"id"`
-	}
-	api(t, nodes[0].api(), "POST", "/api/groups", `{"name":"survive","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-s","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
-	api(t, nodes[0].api(), "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-1\nsk-up-2"}`, g.ID), nil)
-	for _, n := range nodes {
-		eventstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-			if v := n.n.proj.View(); v != nil {
-				if gv, ok := v.Group(g.ID); ok && gv.Pool().Len() == 2 {
-					return nil
-				}
-			}
-			return fmt.Errorf("%s has not the group's keys yet", n.name)
-		})
-	}
+	nodes, c, upstreamURL := clusterWithGroup(t, "survive", "sk-proxy-s", nil)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -612,7 +590,7 @@ func TestClusterSurvivesNATSServerLoss(t *testing.T) {
 				default:
 				}
 				name := fmt.Sprintf("g-%d-%d", i, j)
-				code, _ := adminDo(t, n, "POST", "/api/groups", `{"name":"`+name+`","channel_type":"openai","test_model":"m","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`)
+				code, _ := adminDo(t, n, "POST", "/api/groups", `{"name":"`+name+`","channel_type":"openai","test_model":"m","upstreams":[{"url":"`+upstreamURL+`","weight":1}]}`)
 				if code == http.StatusOK {
 					mu.Lock()
 					acked = append(acked, name)

@@ -15,11 +15,12 @@ import (
 
 const e2eAdminKey = "e2e-admin-key-Str0ng-0123456789"
 
-// api calls the admin API of p and decodes the envelope's data into out (if not nil).
-func api(t *testing.T, p *proc, method, path, body string, out any) {
+// adminRequest calls the admin API on port with adminKey and a JSON body, and returns the
+// status and the raw body.
+func adminRequest(t *testing.T, port int, adminKey, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path), strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e2eAdminKey)
+	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminKey)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -27,8 +28,15 @@ func api(t *testing.T, p *proc, method, path, body string, out any) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	return resp.StatusCode, raw
+}
+
+// api calls the admin API of p and decodes the envelope's data into out (if not nil).
+func api(t *testing.T, p *proc, method, path, body string, out any) {
+	t.Helper()
+	code, raw := adminRequest(t, p.port, e2eAdminKey, method, path, body)
+	if code != http.StatusOK {
+		t.Fatalf("%s %s: %d %s", method, path, code, raw)
 	}
 	if out != nil {
 		var env struct {

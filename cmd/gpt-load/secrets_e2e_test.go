@@ -55,16 +55,7 @@ func encodings(s string) map[string]string {
 // adminCall calls the admin API of p with the admin key and returns status and body.
 func adminCall(t *testing.T, p *proc, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path), strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+secAdmin)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw
+	return adminRequest(t, p.port, secAdmin, method, path, body)
 }
 
 // adminOK calls the admin API and decodes the envelope's data into out (if not nil).
