@@ -8,10 +8,10 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
-import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { callAdmin, freePort, waitHealthy } from './node.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '../..')
@@ -32,17 +32,6 @@ const consoleErrors = []
 const foreignRequests = []
 // Console errors the browser prints for answers a step expects (a 400 for a bad setting).
 let allowedConsole = []
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createNetServer()
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => res(port))
-    })
-    s.on('error', rej)
-  })
-}
 
 // The fake provider: an OpenAI chat completion for keys that start with sk-good, a 401
 // for every other key.
@@ -75,30 +64,7 @@ function startUpstream() {
   })
 }
 
-async function waitHealthy(url, ms) {
-  const end = Date.now() + ms
-  for (;;) {
-    try {
-      const r = await fetch(url + '/health')
-      if (r.ok) return
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > end) throw new Error('the server did not become healthy')
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
-
-async function adminApi(method, path, body) {
-  const r = await fetch(base + path, {
-    method,
-    headers: { Authorization: 'Bearer ' + ADMIN, 'Content-Type': 'application/json', 'Accept-Language': 'en' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const j = await r.json()
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`)
-  return j.data
-}
+const adminApi = (method, path, body) => callAdmin(base, ADMIN, method, path, body)
 
 async function pickOption(selectLocator, text) {
   await selectLocator.click()

@@ -6,25 +6,16 @@
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
-import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { callAdmin, freePort, waitHealthy } from './node.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const bin = resolve(root, process.env.BIN || 'bin/gpt-load')
 const total = Number(process.env.MEASURE_KEYS || 1_000_000)
 const invalid = 1000
 const ADMIN = 'measure-Operator-Kx-9081726354-Xyz!'
-
-const freePort = () =>
-  new Promise((res) => {
-    const s = createNetServer()
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => res(port))
-    })
-  })
 
 const upstream = createServer((req, resp) => {
   req.resume()
@@ -43,25 +34,9 @@ const server = spawn(bin, [], {
   env: { ...process.env, DATA_DIR: join(work, 'data'), PORT: String(port), HOST: '127.0.0.1', AUTH_KEY: ADMIN, LOG_LEVEL: 'warn' },
   stdio: ['ignore', 'inherit', 'inherit'],
 })
-for (;;) {
-  try {
-    if ((await fetch(base + '/health')).ok) break
-  } catch {
-    /* starting */
-  }
-  await new Promise((r) => setTimeout(r, 100))
-}
+await waitHealthy(base, 60_000)
 
-async function api(method, path, body) {
-  const r = await fetch(base + path, {
-    method,
-    headers: { Authorization: 'Bearer ' + ADMIN, 'Content-Type': 'application/json', 'Accept-Language': 'en' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const j = await r.json()
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`)
-  return j.data
-}
+const api = (method, path, body) => callAdmin(base, ADMIN, method, path, body)
 async function waitTask() {
   for (;;) {
     const s = await api('GET', '/api/tasks/status')
