@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sort"
 	"unsafe"
 )
@@ -208,4 +209,32 @@ func (s *State) Trim() {
 	for _, ks := range s.keys {
 		ks.trim()
 	}
+}
+
+// Rekey gives every key the hash fn gives its value, as after a change of ENCRYPTION_KEY,
+// and forgets the aggregate versions: the state is about to become the first entry of a
+// new log, in which no aggregate has an event yet. Ids, statuses, failure counts and
+// cooldowns stay as they are.
+func (s *State) Rekey(fn func(value string) KeyHash) error {
+	for gid, ks := range s.keys {
+		n := newKeySet(ks.live)
+		var err error
+		ks.Each(func(k *Key) bool {
+			c := *k
+			c.Hash = fn(k.Value)
+			if n.pos(c.Hash) >= 0 {
+				err = fmt.Errorf("group %d: keys %d and another have the same hash under the new key", gid, k.ID)
+				return false
+			}
+			n.add(c)
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		s.keys[gid] = n
+	}
+	s.settingsVer, s.groupsVer = 0, 0
+	s.keysVer = map[uint64]uint64{}
+	return nil
 }

@@ -120,6 +120,9 @@ func (a *Audit) Page(ctx context.Context, q AuditQuery) (AuditPage, error) {
 		if heads[best], err = sources[best].next(ctx); err != nil {
 			return AuditPage{}, err
 		}
+		if isRebase(m.Subject) {
+			continue // the state as a whole, written by migrate-keys: not an event
+		}
 		if skipped < q.Offset {
 			skipped++
 			continue

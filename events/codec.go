@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,12 +26,34 @@ const (
 	// what a marker promises stays true of every message that carries it.
 	hdrEnc    = "Gl-Enc"
 	encAESGCM = "aes-gcm"
+	// hdrKeyID names the key that sealed a message (Cipher.KeyID), beside Gl-Enc. Messages
+	// written before key ids existed lack it; their values are checked one by one.
+	hdrKeyID = "Gl-Key-Id"
 )
+
+// checkSealedBy returns an error when a message sealed (Gl-Enc) cannot be opened with c:
+// no key is set, or its Gl-Key-Id names another key.
+func checkSealedBy(c *Cipher, h nats.Header) error {
+	if h.Get(hdrEnc) != encAESGCM {
+		return nil
+	}
+	id := h.Get(hdrKeyID)
+	if !c.Enabled() {
+		if id == "" {
+			return errors.New("sealed with an encryption key, and ENCRYPTION_KEY is not set")
+		}
+		return &KeyMismatchError{Sealed: id}
+	}
+	if id != "" {
+		return c.CheckKeyID(id)
+	}
+	return nil
+}
 
 // eventSubjects are the subjects of the domain-event stream. One aggregate is one subject
 // prefix (see prefix), so a guard can name all its events. The request-log stream has
 // gl.reqlog.> beside them.
-var eventSubjects = []string{"gl.settings.>", "gl.groups.>", "gl.keys.>", "gl.health.>"}
+var eventSubjects = []string{"gl.settings.>", "gl.groups.>", "gl.keys.>", "gl.health.>", rebaseSubjectPrefix + ">"}
 
 // Event is an event read from the log: the envelope and the decoded fact.
 type Event struct {
@@ -40,6 +63,9 @@ type Event struct {
 	Subject string
 	Meta    domain.Meta
 	Fact    domain.Fact
+	// Rebase, when set, is the whole state a committed rebase (rebase.go) replaces the
+	// reader's with; Fact is nil then.
+	Rebase *domain.State
 }
 
 // prefix is the subject prefix of an aggregate; its guard is prefix + ".>".
@@ -96,6 +122,7 @@ func (c *codec) encode(f domain.Fact, id, actor string, at time.Time) (*nats.Msg
 	msg.Header.Set(hdrActor, actor)
 	if enc {
 		msg.Header.Set(hdrEnc, encAESGCM)
+		msg.Header.Set(hdrKeyID, c.cipher.KeyID())
 	}
 	return msg, nil
 }
@@ -123,8 +150,8 @@ func (c *codec) decode(subj string, h nats.Header, data []byte, seq uint64) (Eve
 		return ev, fmt.Errorf("event %d (%s): %w", seq, ev.Type, err)
 	}
 	if h.Get(hdrEnc) == encAESGCM {
-		if !c.cipher.Enabled() {
-			return ev, fmt.Errorf("event %d (%s): secrets are encrypted but ENCRYPTION_KEY is not set", seq, ev.Type)
+		if err := checkSealedBy(c.cipher, h); err != nil {
+			return ev, fmt.Errorf("event %d (%s): %w", seq, ev.Type, err)
 		}
 		var sealed bool
 		if ev.Fact, sealed, err = domain.MapSecrets(ev.Fact, c.cipher.Decrypt); err != nil {

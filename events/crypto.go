@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"sync"
 
 	"gpt-load/domain"
@@ -28,12 +29,38 @@ const (
 // ErrDecrypt reports a value that does not open with the configured ENCRYPTION_KEY.
 var ErrDecrypt = errors.New("cannot decrypt: ENCRYPTION_KEY differs from the one the data was written with")
 
+// KeyMismatchError reports data sealed with another key than the configured one, naming
+// both by their key ids. It matches ErrDecrypt.
+type KeyMismatchError struct {
+	Sealed     string // key id of the data
+	Configured string // key id of ENCRYPTION_KEY; empty when none is set
+}
+
+func (e *KeyMismatchError) Error() string {
+	if e.Configured == "" {
+		return fmt.Sprintf("sealed with the encryption key of id %s, and ENCRYPTION_KEY is not set", e.Sealed)
+	}
+	return fmt.Sprintf("sealed with the encryption key of id %s, but ENCRYPTION_KEY has id %s", e.Sealed, e.Configured)
+}
+
+// Is makes a key mismatch an ErrDecrypt.
+func (e *KeyMismatchError) Is(target error) bool { return target == ErrDecrypt }
+
+// keyIDLabel is the fixed message whose HMAC under the derived AES key is the key id: a
+// fingerprint that tells keys apart and reveals nothing of them.
+const keyIDLabel = "gpt-load key id v1"
+
+// sealedPrefix opens every value sealed by this version: "gl1:" + key id + ":" + hex of
+// nonce ‖ ciphertext ‖ tag. gpt-load's own format (the bare hex) is still read.
+const sealedPrefix = "gl1:"
+
 // Cipher encrypts upstream key values and computes their identifying hash. The zero value
 // of a disabled Cipher (NewCipher("")) stores values in clear and hashes with SHA-256.
 type Cipher struct {
 	aead    cipher.AEAD
 	macKey  []byte
 	macPool sync.Pool
+	keyID   string
 }
 
 // NewCipher derives the AES-256 key from password; an empty password disables encryption.
@@ -55,11 +82,49 @@ func NewCipher(password string) (*Cipher, error) {
 	}
 	c.macKey = key
 	c.macPool.New = func() any { return hmac.New(sha256.New, key) }
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(keyIDLabel))
+	c.keyID = hex.EncodeToString(m.Sum(nil)[:4])
 	return c, nil
 }
 
 // Enabled reports whether values are encrypted.
 func (c *Cipher) Enabled() bool { return c.aead != nil }
+
+// KeyID is the fingerprint of the key (8 hex digits) that every sealed value, message and
+// snapshot carries; empty when encryption is off.
+func (c *Cipher) KeyID() string { return c.keyID }
+
+// CheckKeyID returns a KeyMismatchError when data sealed with the key of id sealed cannot
+// be opened by this cipher.
+func (c *Cipher) CheckKeyID(sealed string) error {
+	if sealed != c.keyID {
+		return &KeyMismatchError{Sealed: sealed, Configured: c.keyID}
+	}
+	return nil
+}
+
+// SealedKeyID tells whether stored is a value sealed in our format, and with which key.
+func SealedKeyID(stored string) (string, bool) {
+	rest, ok := strings.CutPrefix(stored, sealedPrefix)
+	if !ok {
+		return "", false
+	}
+	id, body, ok := strings.Cut(rest, ":")
+	if !ok || len(id) != 8 || !isHex(id) || !isHex(body) || len(body) < 2*(12+16) {
+		return "", false
+	}
+	return id, true
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Hash identifies a key value: HMAC-SHA-256 under the derived key when encryption is on,
 // SHA-256 otherwise.
@@ -76,7 +141,8 @@ func (c *Cipher) Hash(value string) domain.KeyHash {
 	return h
 }
 
-// Encrypt returns hex(nonce ‖ ciphertext ‖ tag), or the value itself when disabled.
+// Encrypt returns "gl1:" + key id + ":" + hex(nonce ‖ ciphertext ‖ tag), or the value
+// itself when disabled.
 func (c *Cipher) Encrypt(value string) (string, error) {
 	if c.aead == nil {
 		return value, nil
@@ -85,11 +151,25 @@ func (c *Cipher) Encrypt(value string) (string, error) {
 	if _, err := rand.Read(buf); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(c.aead.Seal(buf, buf, []byte(value), nil)), nil
+	sealed := c.aead.Seal(buf, buf, []byte(value), nil)
+	out := make([]byte, 0, len(sealedPrefix)+len(c.keyID)+1+hex.EncodedLen(len(sealed)))
+	out = append(out, sealedPrefix...)
+	out = append(out, c.keyID...)
+	out = append(out, ':')
+	return string(hex.AppendEncode(out, sealed)), nil
 }
 
-// Decrypt opens what Encrypt produced.
+// Decrypt opens what Encrypt produced, and gpt-load's bare hex format. A value sealed
+// with another key is a KeyMismatchError naming both key ids. With encryption off a
+// value in our sealed format is refused rather than taken for a clear one.
 func (c *Cipher) Decrypt(stored string) (string, error) {
+	id, ours := SealedKeyID(stored)
+	if ours {
+		if err := c.CheckKeyID(id); err != nil {
+			return "", err
+		}
+		stored = stored[len(sealedPrefix)+len(id)+1:]
+	}
 	if c.aead == nil {
 		return stored, nil
 	}

@@ -303,6 +303,7 @@ func (p *ReqLogPublisher) publish(b *reqBatch) bool {
 		msg.Header.Set(hdrCount, strconv.Itoa(b.n))
 		if p.cfg.Cipher.Enabled() {
 			msg.Header.Set(hdrEnc, encAESGCM)
+			msg.Header.Set(hdrKeyID, p.cfg.Cipher.KeyID())
 		}
 		fut, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(b.id), jetstream.WithExpectStream(ReqLogStream))
 		if err == nil {

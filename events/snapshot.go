@@ -24,6 +24,7 @@ type SnapshotInfo struct {
 	Seq           uint64    `json:"seq"`
 	StreamCreated time.Time `json:"stream_created"`
 	Encrypted     bool      `json:"encrypted"`
+	KeyID         string    `json:"key_id,omitempty"` // Cipher.KeyID of the key that sealed the body
 	TakenAt       time.Time `json:"taken_at"`
 	Bytes         int64     `json:"-"`
 }
@@ -65,7 +66,7 @@ func (s *Snapshots) Save(info SnapshotInfo, write func(io.Writer) error) (err er
 			os.Remove(tmp.Name())
 		}
 	}()
-	info.Encrypted = s.cipher.Enabled()
+	info.Encrypted, info.KeyID = s.cipher.Enabled(), s.cipher.KeyID()
 	head, err := json.Marshal(info)
 	if err != nil {
 		return err
@@ -141,6 +142,11 @@ func (s *Snapshots) Load(read func(info SnapshotInfo, body io.Reader) error) (Sn
 	info.Bytes = st.Size()
 	if info.Encrypted != s.cipher.Enabled() {
 		return info, fmt.Errorf("snapshot %s: written with encryption=%v, now %v", s.path, info.Encrypted, s.cipher.Enabled())
+	}
+	if info.Encrypted && info.KeyID != "" {
+		if err := s.cipher.CheckKeyID(info.KeyID); err != nil {
+			return info, fmt.Errorf("snapshot %s: %w", s.path, err)
+		}
 	}
 	bodyLen := st.Size() - int64(len(snapshotMagic)) - 4 - int64(n) - 4
 	if bodyLen < 0 {

@@ -72,6 +72,8 @@ type Store struct {
 	maxMsg int
 	newID  func() string
 	now    func() time.Time
+	// replicas of the streams, for the staging stream of a rebase
+	replicas int
 
 	appends, conflicts, appendErrs, appendNanos atomic.Uint64
 }
@@ -148,7 +150,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig, log
 		js: js, stream: st, log: log, maxMsg: maxMsg,
 		codec: codec{reg: newRegistry(), cipher: cfg.Cipher, node: cfg.Node},
 		newID: cfg.NewID,
-		now:   cfg.Now,
+		now:   cfg.Now, replicas: cfg.Replicas,
 	}, nil
 }
 
@@ -348,6 +350,7 @@ func (s *Store) Follow(ctx context.Context, after uint64, handle func(ev Event, 
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	var rebase rebaseReader
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -360,9 +363,23 @@ func (s *Store) Follow(ctx context.Context, after uint64, handle func(ev Event, 
 		if err != nil {
 			return fmt.Errorf("follow %s: metadata: %w", EventsStream, err)
 		}
-		ev, err := s.codec.decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream)
-		if err != nil {
-			return err
+		var ev Event
+		switch t := msg.Headers().Get(hdrType); {
+		case !isRebase(msg.Subject()):
+			if ev, err = s.codec.decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream); err != nil {
+				return err
+			}
+		case t == rebaseChunkType:
+			rebase.chunk(msg.Headers(), msg.Data())
+			continue
+		case t == rebaseCommitType:
+			st, _, err := rebase.commit(s.codec.cipher, msg.Headers(), msg.Data(), meta.Sequence.Stream)
+			if err != nil {
+				return err
+			}
+			ev = rebaseEvent(msg.Subject(), msg.Headers(), meta.Sequence.Stream, st)
+		default:
+			return fmt.Errorf("event %d: unknown rebase message %q", meta.Sequence.Stream, t)
 		}
 		if err := handle(ev, meta.NumPending); err != nil {
 			return err
@@ -385,6 +402,9 @@ func (s *Store) Read(ctx context.Context, from uint64, limit int) ([]Event, erro
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read event %d: %w", seq, err)
+		}
+		if isRebase(m.Subject) {
+			continue // the state as a whole, not an event
 		}
 		ev, err := s.codec.decode(m.Subject, m.Header, m.Data, m.Sequence)
 		if err != nil {

@@ -235,6 +235,16 @@ func (r *Runner) markCaughtUp(start time.Time, replayed int) {
 func (r *Runner) apply(ev events.Event) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if ev.Rebase != nil {
+		// A rebase (gpt-load migrate-keys) replaces the whole state: every pool is built
+		// anew from it.
+		r.state = ev.Rebase
+		r.view.Store(buildView(r.state, nil))
+		r.dirtyView = true
+		clear(r.dirtyPools)
+		r.unshown++
+		return 1
+	}
 	ch := r.state.Apply(ev.Fact, ev.Meta)
 	weight := max(1, int(ch.AddedTo-ch.AddedFrom))
 	r.unshown++
