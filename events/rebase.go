@@ -356,3 +356,63 @@ func (s *Store) CopyStagedRebase(ctx context.Context, info RebaseInfo) error {
 	}
 	return nil
 }
+
+// CheckKey returns an error when the logs hold data this store's cipher cannot open:
+// sealed with another key, or sealed while no key is configured. It looks at the first
+// message of the event log and the last of each kind of aggregate, and at both ends of
+// the request-log stream; a message written before key ids existed is opened in full.
+func (s *Store) CheckKey(ctx context.Context) error {
+	check := func(stream jetstream.Stream, m *jetstream.RawStreamMsg) error {
+		if m.Header.Get(hdrEnc) != encAESGCM {
+			return nil
+		}
+		if err := checkSealedBy(s.codec.cipher, m.Header); err != nil {
+			return fmt.Errorf("%s message %d: %w", stream.CachedInfo().Config.Name, m.Sequence, err)
+		}
+		if m.Header.Get(hdrKeyID) == "" && stream.CachedInfo().Config.Name == EventsStream && !isRebase(m.Subject) {
+			if _, err := s.codec.decode(m.Subject, m.Header, m.Data, m.Sequence); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ends := func(stream jetstream.Stream, subjects []string) error {
+		si, err := stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream info: %w", err)
+		}
+		if si.State.Msgs == 0 {
+			return nil
+		}
+		m, err := stream.GetMsg(ctx, si.State.FirstSeq)
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("read %s %d: %w", si.Config.Name, si.State.FirstSeq, err)
+		}
+		if err == nil {
+			if err := check(stream, m); err != nil {
+				return err
+			}
+		}
+		for _, subj := range subjects {
+			m, err := stream.GetLastMsgForSubject(ctx, subj)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read the last of %s: %w", subj, err)
+			}
+			if err := check(stream, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := ends(s.stream, eventSubjects); err != nil {
+		return err
+	}
+	rl, err := s.js.Stream(ctx, ReqLogStream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", ReqLogStream, err)
+	}
+	return ends(rl, []string{reqLogSubj})
+}

@@ -51,6 +51,15 @@ func NewSnapshots(dir string, cipher *Cipher) *Snapshots {
 // Path is the snapshot file.
 func (s *Snapshots) Path() string { return s.path }
 
+// Remove deletes the snapshot: one that cannot be used (sealed with a retired key, taken
+// from a log that was replaced) is not kept on disk.
+func (s *Snapshots) Remove() error {
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
+}
+
 // Save writes a snapshot whose body write produces.
 func (s *Snapshots) Save(info SnapshotInfo, write func(io.Writer) error) (err error) {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {

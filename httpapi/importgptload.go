@@ -27,6 +27,10 @@ const maxImportBody = 4 << 30
 // file is kept in a temporary file while the import runs as a task; the encryption key
 // is checked on a sample of keys before the answer, so a wrong or missing key is a 400
 // and nothing is written. The answer is the task's first status, as for add-async.
+// SpoolPattern names the files uploads rest in; a node removes those a crash left in its
+// spool directory when it starts.
+const SpoolPattern = "gpt-load-import-*.db"
+
 func (a *admin) importGptload(w http.ResponseWriter, r *http.Request) {
 	mr, err := r.MultipartReader()
 	if err != nil {
@@ -57,7 +61,7 @@ func (a *admin) importGptload(w http.ResponseWriter, r *http.Request) {
 				fail(w, r, errField(codeBadRequest, "file", "send one file"))
 				return
 			}
-			if path, err = saveUpload(part); err != nil {
+			if path, err = saveUpload(a.d.SpoolDir, part); err != nil {
 				fail(w, r, uploadError(err))
 				return
 			}
@@ -130,10 +134,15 @@ func (a *admin) importGptload(w http.ResponseWriter, r *http.Request) {
 	ok(w, r, st)
 }
 
-// saveUpload copies an uploaded file into a temporary file (SQLite reads files, not
-// streams) and returns its path.
-func saveUpload(part io.Reader) (string, error) {
-	f, err := os.CreateTemp("", "gpt-load-import-*.db")
+// saveUpload copies an uploaded file into a file of its own (mode 0600) in dir (SQLite
+// reads files, not streams) and returns its path. The caller removes it.
+func saveUpload(dir string, part io.Reader) (string, error) {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", err
+		}
+	}
+	f, err := os.CreateTemp(dir, SpoolPattern)
 	if err != nil {
 		return "", err
 	}

@@ -73,6 +73,10 @@ type Deps struct {
 	Validator KeyValidator
 	// Tasks holds the one task slot; nil keeps it in this node's memory.
 	Tasks tasks.Store
+	// SpoolDir is where an uploaded gpt-load database rests while it is imported (under
+	// DATA_DIR, so it never leaves the node's own storage); "" is the system's temporary
+	// directory.
+	SpoolDir string
 	// TaskContext bounds background tasks (imports, deletes, validations): they stop when
 	// it ends. nil lets them run to completion.
 	TaskContext context.Context

@@ -356,7 +356,10 @@ func (r *Runner) loadSnapshot(pos events.Position) {
 	case errors.Is(err, events.ErrNoSnapshot):
 		r.zl.Info().Msg("no snapshot: replaying the whole event log")
 	case err != nil:
-		r.zl.Warn().Err(err).Msg("snapshot not usable: replaying the whole event log")
+		r.zl.Warn().Err(err).Msg("snapshot not usable: removed, replaying the whole event log")
+		if rerr := r.snaps.Remove(); rerr != nil {
+			r.zl.Warn().Err(rerr).Msg("unusable snapshot not removed")
+		}
 	default:
 		r.state = loaded
 		r.dirtyView = true

@@ -71,6 +71,25 @@ func (l *dataDirLock) release() {
 
 var errLocked = errors.New("locked")
 
+// spoolDirName is the folder of DATA_DIR where uploads rest while they are imported.
+const spoolDirName = "spool"
+
+// cleanSpool removes what a crash left in the spool (an upload is only ever needed by
+// the import that received it), and returns the spool's path.
+func cleanSpool(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, spoolDirName)
+	left, err := filepath.Glob(filepath.Join(dir, "gpt-load-import-*"))
+	if err != nil {
+		return "", err
+	}
+	for _, f := range left {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("spool: %w", err)
+		}
+	}
+	return dir, nil
+}
+
 // sealedPrefix marks an admin key file sealed with ENCRYPTION_KEY.
 const sealedPrefix = "sealed:"
 
@@ -107,25 +126,36 @@ func adminKey(dir string, c keySealer) (key string, created bool, err error) {
 }
 
 func openAdminKey(path, stored string, c keySealer) (string, bool, error) {
-	sealed, isSealed := strings.CutPrefix(stored, sealedPrefix)
-	switch {
-	case stored == "":
-		return "", false, fmt.Errorf("%s is empty: delete it to have a new admin key generated, or set AUTH_KEY", path)
-	case isSealed && !c.Enabled():
-		return "", false, fmt.Errorf("%s is sealed with an ENCRYPTION_KEY, and none is set", path)
-	case isSealed:
-		key, err := c.Decrypt(sealed)
-		if err != nil {
-			return "", false, fmt.Errorf("%s: %w", path, err)
-		}
-		return key, false, nil
-	case c.Enabled():
+	key, err := unsealAdminKey(path, stored, c)
+	if err != nil {
+		return "", false, err
+	}
+	if _, isSealed := strings.CutPrefix(stored, sealedPrefix); !isSealed && c.Enabled() {
 		// Written before ENCRYPTION_KEY was set: seal it now.
 		if err := writeAdminKey(path, stored, c); err != nil {
 			return "", false, err
 		}
 	}
-	return stored, false, nil
+	return key, false, nil
+}
+
+// unsealAdminKey returns the admin key the file at path holds (stored is its content).
+func unsealAdminKey(path, stored string, c keySealer) (string, error) {
+	stored = strings.TrimSpace(stored)
+	sealed, isSealed := strings.CutPrefix(stored, sealedPrefix)
+	switch {
+	case stored == "":
+		return "", fmt.Errorf("%s is empty: delete it to have a new admin key generated, or set AUTH_KEY", path)
+	case isSealed && !c.Enabled():
+		return "", fmt.Errorf("%s is sealed with an ENCRYPTION_KEY, and none is set", path)
+	case isSealed:
+		key, err := c.Decrypt(sealed)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		return key, nil
+	}
+	return stored, nil
 }
 
 // writeAdminKey writes the file under a temporary name and renames it, so that a crash
@@ -194,15 +224,10 @@ func printAdminKey(cfg Config, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("admin key file: %w", err)
 	}
-	stored := strings.TrimSpace(string(b))
-	if sealed, ok := strings.CutPrefix(stored, sealedPrefix); ok {
-		if !c.Enabled() {
-			return fmt.Errorf("%s is sealed with an ENCRYPTION_KEY, and none is set", path)
-		}
-		if stored, err = c.Decrypt(sealed); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
+	key, err := unsealAdminKey(path, string(b), c)
+	if err != nil {
+		return err
 	}
-	_, err = fmt.Fprintln(w, stored)
+	_, err = fmt.Fprintln(w, key)
 	return err
 }

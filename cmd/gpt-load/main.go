@@ -45,6 +45,8 @@ func main() {
 			return
 		case "import-gptload":
 			os.Exit(importGptload(os.Args[2:], os.Stdout, os.Stderr))
+		case "migrate-keys":
+			os.Exit(migrateKeys(os.Args[2:], os.Stdout, os.Stderr))
 		default:
 			fmt.Fprintf(os.Stderr, "gpt-load: unknown command %q\n\n%s\n", os.Args[1], usage)
 			os.Exit(1)
@@ -80,6 +82,9 @@ Usage:
   gpt-load import-gptload --dsn <gpt-load DATABASE_DSN> [--encryption-key K]
                       [--dry-run] [--overwrite] [--with-logs]
                       bring a gpt-load 1.x database into this node (--help for more)
+  gpt-load migrate-keys [--from OLD] [--to NEW]
+                      enable, change or disable ENCRYPTION_KEY on all data at rest,
+                      with every node stopped (no flags: more help)
   gpt-load health     exit 0 when the node on PORT answers /health with 200 (for
                       container health checks)
   gpt-load help       show this help

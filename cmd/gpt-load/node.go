@@ -99,6 +99,11 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 		return nil, err
 	}
 	n := &node{cfg: cfg, log: log, lock: lock}
+	spool, err := cleanSpool(cfg.DataDir)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			n.closeNATS(context.Background())
@@ -142,6 +147,9 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 		ReqLogMaxAge: cfg.ReqLog.MaxAge, ReqLogMaxBytes: cfg.ReqLog.MaxBytes,
 	}, log.With().Str("component", "events").Logger())
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDataKey(natsCtx, js, n.store); err != nil {
 		return nil, err
 	}
 	if !cfg.UsesEmbeddedNATS() {
@@ -209,7 +217,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			Commands: n.commands, State: n.proj, Audit: events.NewAudit(n.store), Cipher: cipher,
 			AuthKey: cfg.AuthKey, EncryptionKeySet: cfg.EncryptionKey != "",
 			Validator:   keyValidator{v: n.valid, proj: n.proj, cmd: n.commands, cipher: cipher},
-			TaskContext: n.taskCtx, Tasks: n.taskStore(), Proxy: n.proxy,
+			TaskContext: n.taskCtx, Tasks: n.taskStore(), Proxy: n.proxy, SpoolDir: spool,
 			CORS: httpapi.CORS{
 				Enabled: cfg.CORS.Enabled, AllowedOrigins: cfg.CORS.AllowedOrigins, AllowedMethods: cfg.CORS.AllowedMethods,
 				AllowedHeaders: cfg.CORS.AllowedHeaders, AllowCredentials: cfg.CORS.AllowCredentials,
