@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -93,12 +94,16 @@ func (r *rebaseReader) commit(c *Cipher, h nats.Header, data []byte, seq uint64)
 	if info.ID != r.id || info.Chunks != r.chunks || info.Bytes != int64(r.buf.Len()) || info.SHA256 != hex.EncodeToString(sum[:]) {
 		return nil, info, fmt.Errorf("rebase %s committed at %d: its chunks are missing or damaged", info.ID, seq)
 	}
-	if err := checkSealedBy(c, h); err != nil {
-		return nil, info, fmt.Errorf("rebase %s at %d: %w", info.ID, seq, err)
-	}
-	body, err := c.OpenReader(bytes.NewReader(r.buf.Bytes()))
-	if err != nil {
-		return nil, info, fmt.Errorf("rebase %s at %d: %w", info.ID, seq, err)
+	// A rebase written in clear (encryption disabled) is read in clear whatever the cipher.
+	var body io.Reader = bytes.NewReader(r.buf.Bytes())
+	if h.Get(hdrEnc) == encAESGCM {
+		if err := checkSealedBy(c, h); err != nil {
+			return nil, info, fmt.Errorf("rebase %s at %d: %w", info.ID, seq, err)
+		}
+		var err error
+		if body, err = c.OpenReader(body); err != nil {
+			return nil, info, fmt.Errorf("rebase %s at %d: %w", info.ID, seq, err)
+		}
 	}
 	st, err := domain.DecodeState(body)
 	if err != nil {
@@ -364,6 +369,12 @@ func (s *Store) CopyStagedRebase(ctx context.Context, info RebaseInfo) error {
 func (s *Store) CheckKey(ctx context.Context) error {
 	check := func(stream jetstream.Stream, m *jetstream.RawStreamMsg) error {
 		if m.Header.Get(hdrEnc) != encAESGCM {
+			if isRebase(m.Subject) && s.codec.cipher.Enabled() {
+				// migrate-keys --from decrypted everything: a key set now would seal new
+				// writes beside clear data, without anyone having asked for it.
+				return fmt.Errorf("%s message %d: the data was decrypted by gpt-load migrate-keys, and ENCRYPTION_KEY is set: unset it, or encrypt the data again with `gpt-load migrate-keys --to <key>`",
+					stream.CachedInfo().Config.Name, m.Sequence)
+			}
 			return nil
 		}
 		if err := checkSealedBy(s.codec.cipher, m.Header); err != nil {

@@ -71,6 +71,9 @@ func (l *dataDirLock) release() {
 
 var errLocked = errors.New("locked")
 
+// errSealedNoKey is a file sealed with an ENCRYPTION_KEY read without one.
+var errSealedNoKey = errors.New("sealed with an ENCRYPTION_KEY, and none is set")
+
 // spoolDirName is the folder of DATA_DIR where uploads rest while they are imported.
 const spoolDirName = "spool"
 
@@ -147,7 +150,7 @@ func unsealAdminKey(path, stored string, c keySealer) (string, error) {
 	case stored == "":
 		return "", fmt.Errorf("%s is empty: delete it to have a new admin key generated, or set AUTH_KEY", path)
 	case isSealed && !c.Enabled():
-		return "", fmt.Errorf("%s is sealed with an ENCRYPTION_KEY, and none is set", path)
+		return "", fmt.Errorf("%s: %w", path, errSealedNoKey)
 	case isSealed:
 		key, err := c.Decrypt(sealed)
 		if err != nil {

@@ -24,10 +24,15 @@ func checkDataKey(ctx context.Context, js jetstream.JetStream, store *events.Sto
 		return errKeyMigrationPending
 	}
 	if err := store.CheckKey(ctx); err != nil {
-		if !store.Cipher().Enabled() {
-			return fmt.Errorf("ENCRYPTION_KEY does not match the data: %w.\nSet ENCRYPTION_KEY to the key the data was written with, or stop every node and decrypt the data with `gpt-load migrate-keys --from <that key>`; nothing was started", err)
-		}
-		return fmt.Errorf("ENCRYPTION_KEY does not match the data (ENCRYPTION_KEY has key id %s): %w.\nSet ENCRYPTION_KEY to the key the data was written with, or stop every node and re-encrypt with `gpt-load migrate-keys --from <old key> --to <new key>`; nothing was started", store.Cipher().KeyID(), err)
+		return fmt.Errorf("ENCRYPTION_KEY does not match the data: %w.\n%s", err, keyAdvice(store.Cipher()))
 	}
 	return nil
+}
+
+// keyAdvice says what to do when ENCRYPTION_KEY does not open the data.
+func keyAdvice(c *events.Cipher) string {
+	if !c.Enabled() {
+		return "Set ENCRYPTION_KEY to the key the data was written with, or stop every node and decrypt the data with `gpt-load migrate-keys --from <that key>`; nothing was started"
+	}
+	return "ENCRYPTION_KEY has key id " + c.KeyID() + ". Set ENCRYPTION_KEY to the key the data was written with, or stop every node and re-encrypt with `gpt-load migrate-keys --from <old key> --to <new key>`; nothing was started"
 }

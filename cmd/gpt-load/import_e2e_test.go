@@ -30,7 +30,14 @@ var gptloadFixtures = filepath.Join("..", "..", "projections", "gptload", "testd
 // exit code and the output.
 func runImportBinary(t *testing.T, dir string, env []string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"import-gptload"}, args...)...)
+	return runSubcommand(t, dir, env, append([]string{"import-gptload"}, args...)...)
+}
+
+// runSubcommand runs `gpt-load args...` in dir with only env (plus PATH and HOME); it
+// returns the exit code and the output.
+func runSubcommand(t *testing.T, dir string, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
 	out, err := cmd.CombinedOutput()

@@ -111,6 +111,7 @@ func (p *proc) waitHealthy(t *testing.T) map[string]any {
 		}
 		select {
 		case err := <-p.exited:
+			p.exited <- err // for the cleanup
 			t.Fatalf("gpt-load exited before it was healthy: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}

@@ -219,6 +219,9 @@ func runMigrateKeys(ctx context.Context, cfg Config, from, to string, out, errOu
 	if err != nil {
 		return err
 	}
+	if err := sqlstore.Compact(ctx, db); err != nil {
+		return err
+	}
 	if err := step(stepSQL, "request logs re-sealed in SQL: %d of %d; key usage rows re-hashed: %d", changed, seen, usage); err != nil {
 		return err
 	}

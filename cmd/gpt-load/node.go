@@ -117,16 +117,6 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	if err != nil {
 		return nil, err
 	}
-	if cfg.AuthKeyFromDataDir {
-		key, created, err := adminKey(cfg.DataDir, cipher)
-		if err != nil {
-			return nil, err
-		}
-		cfg.AuthKey, n.cfg.AuthKey = key, key
-		if created {
-			announceAdminKey(os.Stderr, key, filepath.Join(cfg.DataDir, adminKeyFileName), cipher.Enabled())
-		}
-	}
 	if n.nc, err = n.connectNATS(); err != nil {
 		return nil, err
 	}
@@ -151,6 +141,21 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	}
 	if err := checkDataKey(natsCtx, js, n.store); err != nil {
 		return nil, err
+	}
+	// The admin key file is read after the log: a wrong ENCRYPTION_KEY is reported on the
+	// data first, with what to do about it.
+	if cfg.AuthKeyFromDataDir {
+		key, created, err := adminKey(cfg.DataDir, cipher)
+		if err != nil {
+			if errors.Is(err, events.ErrDecrypt) || errors.Is(err, errSealedNoKey) {
+				return nil, fmt.Errorf("%w.\n%s", err, keyAdvice(cipher))
+			}
+			return nil, err
+		}
+		cfg.AuthKey, n.cfg.AuthKey = key, key
+		if created {
+			announceAdminKey(os.Stderr, key, filepath.Join(cfg.DataDir, adminKeyFileName), cipher.Enabled())
+		}
 	}
 	if !cfg.UsesEmbeddedNATS() {
 		n.lease, err = events.OpenLease(natsCtx, js, events.LeaseConfig{

@@ -18,6 +18,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/rs/zerolog"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 	"github.com/uptrace/bun/dialect/mysqldialect"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
@@ -323,4 +324,34 @@ func (queryLogger) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.C
 func (h queryLogger) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 	h.log.Debug().Str("op", e.Operation()).Dur("took_ms", time.Since(e.StartTime)).
 		Err(e.Err).Msg("sql")
+}
+
+// Compact rewrites the tables that hold sealed key values and key hashes, so that rows
+// replaced by an update (a re-sealing) do not linger in free pages or dead tuples of
+// the database files: SQLite is vacuumed and its write-ahead log truncated, PostgreSQL's
+// tables get VACUUM FULL, MySQL's OPTIMIZE TABLE. What the server keeps in its own
+// write-ahead or redo logs until it recycles them is beyond a client's reach.
+func Compact(ctx context.Context, db *bun.DB) error {
+	var stmts []string
+	switch db.Dialect().Name() {
+	case dialect.SQLite:
+		stmts = []string{"VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"}
+	case dialect.PG:
+		stmts = []string{"VACUUM FULL request_logs", "VACUUM FULL key_usage"}
+	case dialect.MySQL:
+		stmts = []string{"OPTIMIZE TABLE request_logs, key_usage"}
+	}
+	for _, s := range stmts {
+		// OPTIMIZE TABLE answers with rows: read as a query, it works on every dialect.
+		rows, err := db.QueryContext(ctx, s)
+		if err == nil {
+			for rows.Next() {
+			}
+			err = errors.Join(rows.Err(), rows.Close())
+		}
+		if err != nil {
+			return fmt.Errorf("compact the database (%s): %w", s, err)
+		}
+	}
+	return nil
 }
