@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"gpt-load/events"
+	"gpt-load/events/embedded"
+)
+
+// openLog opens the event log of dataDir (no node running) with key, and hands it to f.
+func openLog(t *testing.T, dataDir, key string, f func(js jetstream.JetStream, store *events.Store)) {
+	t.Helper()
+	srv, err := embedded.Start(embedded.Config{Name: "node-1", DataDir: dataDir}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := events.OpenStore(ctx, js, events.StoreConfig{Node: "node-1", Cipher: mustCipher(t, key)}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(js, store)
+}
+
+// stateBytes is the state the log of dataDir folds to when read with key, encoded with the
+// key hashes of hashKey and the log position left out: two logs give the same bytes when
+// they hold the same groups, keys (ids, statuses, failure counts, cooldowns), settings and
+// id counters.
+func stateBytes(t *testing.T, dataDir, key, hashKey string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	openLog(t, dataDir, key, func(_ jetstream.JetStream, store *events.Store) {
+		st, _, err := store.Fold(context.Background(), seedSettings(Config{}))
+		if err != nil {
+			t.Fatalf("fold the log with key %q: %v", key, err)
+		}
+		if err := st.Rekey(mustCipher(t, hashKey).Hash); err != nil {
+			t.Fatal(err)
+		}
+		st.Seq = 0
+		if err := st.Encode(&out); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return out.Bytes()
+}
+
+// populate makes a DATA_DIR through the binary with key: a group with a proxy key and a
+// header rule, keys that serve, fail (blacklisted) and cool down, and request logs.
+func populate(t *testing.T, dir, key string) {
+	t.Helper()
+	upstream := rekeyUpstream(t)
+	env := []string{"PORT=" + strconv.Itoa(freePort(t)), "HOST=127.0.0.1", "ENCRYPTION_KEY=" + key}
+	n := startRekeyNode(t, dir, env)
+	var g struct {
+		ID uint64 `json:"id"`
+	}
+	n.call(t, "POST", "/api/groups", `{"name":"rk","channel_type":"openai","test_model":"m","proxy_keys":"`+rkProxy+`",
+		"header_rules":[{"key":"X-Upstream-Token","value":"`+rkHdr+`","action":"set"}],
+		"upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	n.call(t, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"%s\n%s\n%s"}`, g.ID, rkGood, rkBad, rkCool), nil)
+	for range 8 {
+		if code := n.proxy(t); code != 200 {
+			t.Fatalf("proxied call: %d", code)
+		}
+	}
+	n.waitCounted(t, g.ID, 8)
+	n.stop(t, 20*time.Second)
+}
+
+// TestMigrateKeysResumesAfterAnyStep stops a migration after each of its steps in turn
+// (as a crash or an interrupt would) and checks that the node refuses to start on the
+// half-migrated data, that a rerun with the same flags finishes, and that the state comes
+// out the same, ids, failure counts and cooldowns included. A migration given the wrong
+// --from changes nothing.
+func TestMigrateKeysResumesAfterAnyStep(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	populate(t, dir, rkKey1)
+	cfg, err := LoadConfig(lookupMap(withNode(map[string]string{"DATA_DIR": dataDir})), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	want := stateBytes(t, dataDir, rkKey1, rkKey1)
+
+	// The wrong --from: refused before anything changes.
+	var out, errOut strings.Builder
+	err = runMigrateKeys(ctx, cfg, rkKey2, "another-key-entirely-0000", &out, &errOut, nil)
+	if err == nil || !strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), mustCipher(t, rkKey1).KeyID()) {
+		t.Fatalf("migration with the wrong --from: %v", err)
+	}
+	if got := stateBytes(t, dataDir, rkKey1, rkKey1); !bytes.Equal(got, want) {
+		t.Fatal("a refused migration changed the log")
+	}
+
+	from, to := rkKey1, rkKey2
+	steps := []migrateStep{stepVerified, stepStaged, stepRetired, stepCopied, stepReqLog, stepSQL, stepAdminKey}
+	for _, stop := range steps {
+		errStop := errors.New("stopped at " + string(stop))
+		err := runMigrateKeys(ctx, cfg, from, to, io.Discard, io.Discard, func(s migrateStep) error {
+			if s == stop {
+				return errStop
+			}
+			return nil
+		})
+		if !errors.Is(err, errStop) {
+			t.Fatalf("migration meant to stop at %s: %v", stop, err)
+		}
+		openLog(t, dataDir, to, func(js jetstream.JetStream, store *events.Store) {
+			err := checkDataKey(ctx, js, store)
+			if stop == stepVerified {
+				// Nothing changed: the new key does not open the old data.
+				if err == nil || !strings.Contains(err.Error(), "migrate-keys") {
+					t.Errorf("after stopping at %s the new key was accepted: %v", stop, err)
+				}
+				return
+			}
+			if !errors.Is(err, errKeyMigrationPending) {
+				t.Errorf("after stopping at %s a node would start: %v", stop, err)
+			}
+		})
+		out.Reset()
+		if err := runMigrateKeys(ctx, cfg, from, to, &out, io.Discard, nil); err != nil {
+			t.Fatalf("rerun after stopping at %s: %v", stop, err)
+		}
+		if stop != stepVerified && !strings.Contains(out.String(), "resuming") {
+			t.Errorf("the rerun after %s did not resume:\n%s", stop, out.String())
+		}
+		openLog(t, dataDir, to, func(js jetstream.JetStream, store *events.Store) {
+			if err := checkDataKey(ctx, js, store); err != nil {
+				t.Errorf("after the rerun past %s the node refuses the new key: %v", stop, err)
+			}
+		})
+		if got := stateBytes(t, dataDir, to, rkKey1); !bytes.Equal(got, want) {
+			t.Fatalf("the state changed across a migration stopped at %s and resumed", stop)
+		}
+		from, to = to, from
+	}
+	// The request logs in SQL still open, every one, with the key now in force.
+	if _, err := readAdminKey(dataDir, mustCipher(t, from), mustCipher(t, from)); err != nil {
+		t.Fatalf("admin key file: %v", err)
+	}
+	vals := sealedSQLValues(t, dataDir)
+	if len(vals) == 0 {
+		t.Fatal("no sealed request log in SQL")
+	}
+	c := mustCipher(t, from)
+	for _, v := range vals {
+		if _, err := c.Decrypt(v); err != nil {
+			t.Fatalf("request log value does not open with the key in force: %v", err)
+		}
+	}
+}
