@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gpt-load/domain"
+	"gpt-load/httpapi"
 )
 
 // importUpload posts a gpt-load database file with fields to /api/import/gptload.
@@ -161,5 +162,37 @@ func TestImportGptloadBodyLimit(t *testing.T) {
 	n.h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusRequestEntityTooLarge {
 		t.Errorf("a 5 GiB upload: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// An uploaded gpt-load database rests in the node's spool directory (under DATA_DIR) and
+// nowhere else, and is removed whatever becomes of the import: refused at once, failed
+// in its task, or done.
+func TestImportGptloadSpool(t *testing.T) {
+	t.Parallel()
+	spool := filepath.Join(t.TempDir(), "data", "spool")
+	n := startNode(t, nodeOpts{password: "this-node-has-its-own-key-42", deps: func(d *httpapi.Deps) { d.SpoolDir = spool }})
+	enc := filepath.Join(gptloadFixture, "encrypted.db")
+	empty := func(when string) {
+		t.Helper()
+		left, err := os.ReadDir(spool)
+		if err != nil {
+			t.Fatalf("%s: the spool directory: %v", when, err)
+		}
+		if len(left) != 0 {
+			t.Fatalf("%s: the spool holds %v", when, left)
+		}
+	}
+	n.importUpload(enc, map[string]string{"encryption_key": "not-the-right-one"}).fails(t, http.StatusBadRequest, "VALIDATION_FAILED")
+	empty("after a refused upload")
+	notDB := filepath.Join(t.TempDir(), "keys.db")
+	os.WriteFile(notDB, []byte("sk-1\nsk-2\n"), 0o600)
+	n.importUpload(notDB, nil).fails(t, http.StatusBadRequest, "VALIDATION_FAILED")
+	empty("after an upload that is not a database")
+	n.importUpload(enc, map[string]string{"encryption_key": "fixture-encryption-key-7Qm2Lx9Vp4"}).ok(t, nil)
+	n.waitTask(30 * time.Second)
+	empty("after the import")
+	if st, err := os.Stat(spool); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("spool directory: %v %v", st, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -174,5 +175,35 @@ func TestMigrateKeysResumesAfterAnyStep(t *testing.T) {
 		if _, err := c.Decrypt(v); err != nil {
 			t.Fatalf("request log value does not open with the key in force: %v", err)
 		}
+	}
+}
+
+// An upload a crash left in the spool is removed when the node starts again; nothing else
+// of DATA_DIR is touched.
+func TestCleanSpool(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	spool := filepath.Join(dataDir, spoolDirName)
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(spool, "gpt-load-import-123.db")
+	other := filepath.Join(dataDir, "gpt-load-import-keep.db")
+	for _, f := range []string{left, left + "-wal", other} {
+		if err := os.WriteFile(f, []byte("sk-left-behind"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := cleanSpool(dataDir)
+	if err != nil || got != spool {
+		t.Fatalf("cleanSpool = %q, %v", got, err)
+	}
+	for _, f := range []string{left, left + "-wal"} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s survived the start: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("a file outside the spool was removed: %v", err)
 	}
 }
