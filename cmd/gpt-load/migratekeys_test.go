@@ -21,7 +21,7 @@ import (
 )
 
 // openLog opens the event log of dataDir (no node running) with key, and hands it to f.
-func openLog(t *testing.T, dataDir, key string, f func(js jetstream.JetStream, store *events.Store)) {
+func openLog(t testing.TB, dataDir, key string, f func(js jetstream.JetStream, store *events.Store)) {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Config{Name: "node-1", DataDir: dataDir}, zerolog.Nop())
 	if err != nil {

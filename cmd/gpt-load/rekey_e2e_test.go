@@ -371,7 +371,7 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 	n.stop(t, 20*time.Second)
 }
 
-func mustCipher(t *testing.T, key string) *events.Cipher {
+func mustCipher(t testing.TB, key string) *events.Cipher {
 	t.Helper()
 	c, err := events.NewCipher(key)
 	if err != nil {

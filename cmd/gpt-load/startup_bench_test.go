@@ -64,8 +64,17 @@ func BenchmarkStartup(b *testing.B) {
 // last event sequence.
 func fillDataDir(b *testing.B, data string, groups, perGroup int) uint64 {
 	b.Helper()
+	return fillDataDirWith(b, data, groups, perGroup, nil)
+}
+
+// fillDataDirWith is fillDataDir with more of the node's environment (ENCRYPTION_KEY).
+func fillDataDirWith(b *testing.B, data string, groups, perGroup int, extra map[string]string) uint64 {
+	b.Helper()
 	env := map[string]string{"DATA_DIR": data, "HOST": "127.0.0.1", "PORT": strconv.Itoa(freePort(b)),
 		"AUTH_KEY": benchAdminKey}
+	for k, v := range extra {
+		env[k] = v
+	}
 	cfg, err := LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, "")
 	if err != nil {
 		b.Fatal(err)
