@@ -272,6 +272,14 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 		}
 	}
 
+	// ENCRYPTION_KEY set before the migration: the node serves the clear data and the
+	// dashboard says that it is not encrypted.
+	n = startRekeyNode(t, dir, withKey(rkKey1))
+	if st := n.encryptionStatus(t); st["has_mismatch"] != true || st["scenario_type"] != "data_not_encrypted" {
+		t.Fatalf("encryption status with a key on clear data: %v", st)
+	}
+	n.stop(t, 20*time.Second)
+
 	// Enable.
 	outputs["migrate --to K1"] = migrate("--to", rkKey1)
 	k1 := mustCipher(t, rkKey1).KeyID()
