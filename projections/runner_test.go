@@ -250,8 +250,55 @@ func TestSnapshotOfAnotherStreamIsIgnored(t *testing.T) {
 	if _, ok := n2.groupByName("old"); ok {
 		t.Fatal("state of another stream was loaded from its snapshot")
 	}
+	if _, err := os.Stat(snaps + "/state.snap"); !os.IsNotExist(err) {
+		t.Fatalf("the snapshot of another stream was kept: %v", err)
+	}
 	if _, ok := n2.groupByName("new-0"); !ok {
 		t.Fatal("the stream's own group is missing")
+	}
+}
+
+// A snapshot sealed with a key that is no longer ENCRYPTION_KEY is a cache the node cannot
+// open: it is deleted and the state rebuilt from the log.
+func TestSnapshotOfRetiredKeyIsDiscarded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	snaps := t.TempDir()
+	js, _ := embeddedJS(t)
+	retired, err := events.NewCipher("the-retired-encryption-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := events.NewCipher("the-encryption-key-now")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := startNode(t, js, nodeOpts{snapDir: snaps, cipher: now})
+	if _, err := n1.cmd.CreateGroup(ctx, events.ActorAdmin, standardGroup("kept")); err != nil {
+		t.Fatal(err)
+	}
+	before := n1.encoded(t)
+	n1.stop(t)
+	// The snapshot of this very log, as a node still running with the retired key wrote it.
+	info, err := events.NewSnapshots(snaps, now).Load(func(_ events.SnapshotInfo, body io.Reader) error {
+		_, err := io.Copy(io.Discard, body)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.NewSnapshots(snaps, retired).Save(info, func(w io.Writer) error {
+		_, err := w.Write([]byte("state sealed with the retired key"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n2 := startNode(t, js, nodeOpts{snapDir: snaps, cipher: now})
+	if _, err := os.Stat(snaps + "/state.snap"); !os.IsNotExist(err) {
+		t.Fatalf("the snapshot sealed with the retired key was kept: %v", err)
+	}
+	if after := n2.encoded(t); string(after) != string(before) {
+		t.Fatal("the state rebuilt from the log differs")
 	}
 }
 
