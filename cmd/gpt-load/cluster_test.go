@@ -66,6 +66,12 @@ func startClusterNode(t *testing.T, env map[string]string) (*clusterNode, error)
 	if err != nil {
 		return nil, err
 	}
+	return startClusterNodeWith(t, cfg)
+}
+
+// startClusterNodeWith is startClusterNode with a configuration already loaded.
+func startClusterNodeWith(t *testing.T, cfg Config) (*clusterNode, error) {
+	t.Helper()
 	out := &syncBuffer{}
 	log := zerolog.New(out).With().Timestamp().Str("node", cfg.NodeName).Logger()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"gpt-load/events"
 	"gpt-load/events/embedded"
+	"gpt-load/events/eventstest"
 )
 
 // openLog opens the event log of dataDir (no node running) with key, and hands it to f.
@@ -205,5 +207,54 @@ func TestCleanSpool(t *testing.T) {
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("a file outside the spool was removed: %v", err)
+	}
+}
+
+// On a three-node cluster (external NATS, streams with three replicas), migrate-keys run
+// with a node's own configuration re-seals the shared log: every node, restarted with the
+// new key, shows the same state, and the old key is refused.
+func TestMigrateKeysOnACluster(t *testing.T) {
+	t.Parallel()
+	nodes, _, _ := clusterWithGroup(t, "rkc", rkProxy, func(int) map[string]string {
+		return map[string]string{"ENCRYPTION_KEY": rkKey1}
+	})
+	api(t, nodes[0].api(), "PUT", "/api/keys/1/notes", `{"notes":"kept across the rotation"}`, nil)
+	// The group's last validation is left out: a node that becomes the leader at its start
+	// validates a group that never was, an event of its own after the rotation.
+	picture := func(c *clusterNode) string {
+		lines := strings.Split((&rekeyNode{proc: c.api(), admin: e2eAdminKey}).picture(t), "\n")
+		return strings.Join(slices.DeleteFunc(lines, func(l string) bool { return strings.Contains(l, `"last_validated_at"`) }), "\n")
+	}
+	eventstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if picture(nodes[2]) != picture(nodes[0]) {
+			return errors.New("the nodes disagree")
+		}
+		return nil
+	})
+	before := picture(nodes[0])
+	cfgs := make([]Config, len(nodes))
+	for i, c := range nodes {
+		cfgs[i] = c.n.cfg
+		c.stop(t)
+	}
+	var out strings.Builder
+	if err := runMigrateKeys(context.Background(), cfgs[0], rkKey1, rkKey2, &out, io.Discard, nil); err != nil {
+		t.Fatalf("migrate-keys: %v\n%s", err, out.String())
+	}
+	old := cfgs[1]
+	old.EncryptionKey = rkKey1
+	if _, err := startClusterNodeWith(t, old); err == nil || !strings.Contains(err.Error(), "migrate-keys") {
+		t.Fatalf("a node with the old key: %v", err)
+	}
+	for i, cfg := range cfgs {
+		cfg.EncryptionKey = rkKey2
+		c, err := startClusterNodeWith(t, cfg)
+		if err != nil {
+			t.Fatalf("node %d with the new key: %v", i+1, err)
+		}
+		waitHealthy(t, 60*time.Second, c)
+		if after := picture(c); after != before {
+			t.Fatalf("node %d after the rotation: %s", i+1, lineDiff(before, after))
+		}
 	}
 }
