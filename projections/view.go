@@ -29,6 +29,9 @@ func (v *View) NamedKey(d *domain.KeyHash) (*domain.ProxyKey, bool) {
 	return k, ok
 }
 
+// NamedKeysVersion is the log position of the last change to the named proxy keys.
+func (v *View) NamedKeysVersion() uint64 { return v.named.ver }
+
 // NamedKeys lists the named proxy keys by id; the slice is shared and must not be changed.
 func (v *View) NamedKeys() []*domain.ProxyKey { return v.named.list }
 

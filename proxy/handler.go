@@ -17,6 +17,7 @@ import (
 	"gpt-load/domain"
 	"gpt-load/projections"
 	"gpt-load/proxy/channel"
+	"gpt-load/proxy/limits"
 )
 
 // Views is where the proxy reads settings, groups and key pools: lock-free snapshots.
@@ -87,7 +88,10 @@ type Deps struct {
 	Views Views         // required
 	Facts FactPublisher // key-health facts; required
 	Logs  LogRecorder   // request logs; nil records none
-	Log   zerolog.Logger
+	// Limits enforces the limits of named proxy keys; nil: a limiter of this node alone,
+	// with quotas counted in memory.
+	Limits *limits.Limiter
+	Log    zerolog.Logger
 }
 
 // Handler serves /proxy/{group}/{native path}.
@@ -98,6 +102,7 @@ type Handler struct {
 	log      zerolog.Logger
 	health   *health
 	groups   *groupCache
+	limits   *limits.Limiter
 	inflight atomic.Int64
 }
 
@@ -119,6 +124,10 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 		cfg: cfg, views: deps.Views, logs: deps.Logs, log: deps.Log,
 		health: newHealth(deps.Facts, cfg.HealthQueue, deps.Log),
 		groups: &groupCache{clients: newTransports(rt)},
+		limits: deps.Limits,
+	}
+	if h.limits == nil {
+		h.limits = limits.New(limits.Config{Now: cfg.Now, Log: deps.Log})
 	}
 	return h, nil
 }
@@ -179,11 +188,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		allowed = gs.keys
 	}
 	in := keyAllowed(&d, allowed, global)
-	if in < 0 || !found {
+	var named *domain.ProxyKey
+	if in < 0 && found {
+		named, _ = v.NamedKey((*domain.KeyHash)(&d))
+		if named != nil && (!named.Enabled || named.Expired(start)) {
+			named = nil
+		}
+	}
+	if in < 0 && named == nil || !found {
 		writeError(w, channel.ShapeForPath(rest), http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
 		return
 	}
 	shape := channel.ShapeFor(gv.ChannelType, rest)
+	if named != nil && !h.admitNamed(w, v, named, gv, shape, start) {
+		return
+	}
 	rest, ok = cleanRest(rest)
 	if !ok {
 		writeError(w, shape, http.StatusBadRequest, channel.CodeBadRequest, "Path climbs above the group's root")
@@ -196,10 +215,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		proxyKeyName: domain.ProxyKeyGroup,
 	}
 	copy(p.proxyKeyFP[:], d[:])
-	if in == 1 {
+	switch {
+	case named != nil:
+		p.named, p.proxyKeyName = named, named.Name
+	case in == 1:
 		p.proxyKeyName = domain.ProxyKeyGlobal
 	}
 	p.serve(v)
+}
+
+// admitNamed checks what a named proxy key may do: the group it may use (403 otherwise)
+// and its limits (429 with Retry-After, in the provider's error shape).
+func (h *Handler) admitNamed(w http.ResponseWriter, v *projections.View, k *domain.ProxyKey, gv *projections.GroupView, shape channel.Shape, now time.Time) bool {
+	if !k.MayUse(gv.ID) {
+		writeError(w, shape, http.StatusForbidden, channel.CodeForbidden, "This proxy key may not use this group")
+		return false
+	}
+	h.limits.Sync(v.NamedKeysVersion(), v.NamedKeys())
+	reason, wait := h.limits.Admit(k, now.UnixNano())
+	if reason == limits.Admitted {
+		return true
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
+	switch reason {
+	case limits.DailyQuota:
+		writeError(w, shape, http.StatusTooManyRequests, channel.CodeQuota, "The daily token quota of this proxy key is spent; it renews at 00:00 UTC")
+	case limits.MonthlyQuota:
+		writeError(w, shape, http.StatusTooManyRequests, channel.CodeQuota, "The monthly token quota of this proxy key is spent; it renews on the 1st at 00:00 UTC")
+	case limits.OverTPM:
+		writeError(w, shape, http.StatusTooManyRequests, channel.CodeTooMany, "This proxy key is over its tokens-per-minute limit")
+	default:
+		writeError(w, shape, http.StatusTooManyRequests, channel.CodeTooMany, "This proxy key is over its requests-per-minute limit")
+	}
+	return false
 }
 
 func digestOf(key string) digest {
