@@ -225,30 +225,23 @@ func (l *Limiter) Charge(id uint64, tokens int64, now int64) {
 	st.mon.delta.Add(tokens)
 }
 
-// Usage is what a key has used in the current UTC day and month across the cluster, and
-// when it was last used (zero: not seen).
-type Usage struct {
-	DailyTokens, MonthlyTokens int64
-	LastUsed                   time.Time
-}
-
-// Usage reports the use of key id.
-func (l *Limiter) Usage(id uint64) Usage {
+// ProxyKeyUsage reports what key id has used in the current UTC day and month across the
+// cluster (as far as the counters show, plus what this node has not flushed yet), and
+// when it was last used (zero: not seen since the counters of this month began).
+func (l *Limiter) ProxyKeyUsage(id uint64) (daily, monthly int64, lastUsed time.Time) {
 	now := l.cfg.Now()
-	var u Usage
 	var last int64
+	dk, mk := l.counter(dayKey(id, now)), l.counter(monthKey(id, now))
 	if st := l.state(id); st != nil {
-		u.DailyTokens, u.MonthlyTokens = st.day.used(now.UnixNano()), st.mon.used(now.UnixNano())
+		daily, monthly = st.day.used(now.UnixNano()), st.mon.used(now.UnixNano())
 		last = st.lastUsed.Load()
 	} else {
-		d, m := l.counter(dayKey(id, now)), l.counter(monthKey(id, now))
-		u.DailyTokens, u.MonthlyTokens = d.Tokens, m.Tokens
+		daily, monthly = dk.Tokens, mk.Tokens
 	}
-	last = max(last, l.counter(dayKey(id, now)).LastUsed, l.counter(monthKey(id, now)).LastUsed)
-	if last > 0 {
-		u.LastUsed = time.Unix(0, last).UTC()
+	if last = max(last, dk.LastUsed, mk.LastUsed); last > 0 {
+		lastUsed = time.Unix(0, last).UTC()
 	}
-	return u
+	return daily, monthly, lastUsed
 }
 
 func (l *Limiter) counter(key string) counter {
