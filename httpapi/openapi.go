@@ -243,7 +243,7 @@ func apiOps() []apiOp {
 
 		{method: "GET", path: "/api/proxy-keys", tag: "proxy-keys", summary: "Named proxy keys, then gpt-load's comma-separated ones (ours)",
 			description: "Named keys (source named) by id, with their use in the current UTC day and month and what is left of their quotas; then the global proxy_keys (source global) and each group's (source group), masked and read-only. The secret is never listed.",
-			data: arrayOf(ref("ProxyKey"))},
+			data:        arrayOf(ref("ProxyKey"))},
 		{method: "POST", path: "/api/proxy-keys", tag: "proxy-keys", summary: "Create a named proxy key (ours)",
 			description: "The answer holds the secret in key: this is the one time it is shown (only its SHA-256 is kept). Limits of 0 mean no limit. A bad field is a 400 naming it; a name in use is a 409.",
 			body:        ref("ProxyKeyInput"), data: ref("ProxyKey"), errors: []int{400, 409}},

@@ -554,8 +554,8 @@ func (q *Queries) Usage(ctx context.Context, uq UsageQuery) ([]UsageRow, error) 
 	case ByProxyKey:
 		// A named key is one line whatever its rotations; an unnamed one is its fingerprint.
 		fp := "CASE WHEN proxy_key_id <> 0 THEN '' ELSE proxy_key_fp END"
-		sq.ColumnExpr("proxy_key_id, "+fp+" AS proxy_key_fp, MAX(proxy_key_name) AS proxy_key_name").
-			GroupExpr("proxy_key_id, "+fp).OrderExpr("requests DESC, proxy_key_id, proxy_key_fp")
+		sq.ColumnExpr("proxy_key_id, " + fp + " AS proxy_key_fp, MAX(proxy_key_name) AS proxy_key_name").
+			GroupExpr("proxy_key_id, " + fp).OrderExpr("requests DESC, proxy_key_id, proxy_key_fp")
 	default:
 		return nil, ErrBadUsageQuery
 	}
