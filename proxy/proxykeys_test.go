@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/rs/zerolog"
 
 	"gpt-load/domain"
@@ -341,5 +343,45 @@ func TestNamedProxyKeyQuotas(t *testing.T) {
 		if r, body := do(srv2.URL, secret); r.StatusCode != 200 {
 			t.Errorf("in the new period: %d %s", r.StatusCode, body)
 		}
+	}
+}
+
+// TestNamedProxyKeySDKRetries: the official OpenAI client meets the 429 of a spent RPM
+// bucket, waits for its Retry-After by itself and succeeds once the bucket refilled.
+func TestNamedProxyKeySDKRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	up := newUpstream(t, nil)
+	g := e.group("sdk-rpm", groupOpts{upstreams: []string{up.URL}})
+	e.addKeys(g, "up")
+	_, secret := e.namedKey(domain.ProxyKeyInput{Name: new("sdk"), RPM: new(int64(60))})
+	// Spend the burst.
+	for {
+		resp, _ := e.do("POST", e.url("sdk-rpm", "/v1/chat/completions"), secret, chatBody)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var statuses []int
+	oc := openai.NewClient(option.WithBaseURL(e.srv.URL+"/proxy/sdk-rpm/v1/"), option.WithAPIKey(secret), option.WithMaxRetries(3),
+		option.WithMiddleware(func(r *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+			resp, err := next(r)
+			if err == nil {
+				statuses = append(statuses, resp.StatusCode)
+			}
+			return resp, err
+		}))
+	start := time.Now()
+	res, err := oc.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "gpt-test", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
+	if err != nil || res.Choices[0].Message.Content != "hello" {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if len(statuses) < 2 || statuses[0] != http.StatusTooManyRequests || statuses[len(statuses)-1] != 200 {
+		t.Fatalf("the client saw %v, want a 429 and then a 200", statuses)
+	}
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Errorf("the client retried after %v: it did not wait for Retry-After", waited)
 	}
 }
