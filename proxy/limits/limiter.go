@@ -18,8 +18,9 @@ import (
 	"gpt-load/events"
 )
 
-// DemandSubject is the core NATS subject on which nodes report their demand per key.
-const DemandSubject = "gl.proxykeys.demand"
+// DemandSubject is the core NATS subject on which nodes report their demand per key. No
+// stream may capture it: reports are for the moment, never kept.
+const DemandSubject = "gl.proxykey_demand"
 
 // UsageBucket is the key-value bucket of the token counters per key and period.
 const UsageBucket = "gl_proxykey_usage"
