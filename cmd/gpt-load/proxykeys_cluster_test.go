@@ -3,7 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,11 +32,48 @@ func (c *scaledClock) Now() time.Time {
 // of reports and rebalancing is 1/30 s of wall time, a second of the limits' clock.
 func TestClusterSharesAProxyKeyRPM(t *testing.T) {
 	t.Parallel()
-	const speed = 30
-	clock := &scaledClock{origin: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), start: time.Now(), speed: speed}
+	clock := &scaledClock{origin: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), start: time.Now(), speed: limitSpeed}
 	nodes, _, _ := tunedClusterWithGroup(t, "rpm-shared", "sk-legacy", nil, func(c *Config) {
-		c.Limits = LimitsTuning{Interval: time.Second / speed, Now: clock.Now}
+		c.Limits = LimitsTuning{Interval: time.Second / limitSpeed, Now: clock.Now}
 	})
+	checkSharedRPM(t, clock, nodes, []int{0, 0, 0, 0, 0, 1, 1, 1, 2, 2})
+}
+
+// TestOneNodeProxyKeyRPM is the same demand on a single node with its embedded NATS: it
+// hears nobody and owns the whole limit.
+func TestOneNodeProxyKeyRPM(t *testing.T) {
+	t.Parallel()
+	clock := &scaledClock{origin: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), start: time.Now(), speed: limitSpeed}
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	t.Cleanup(upstream.Close)
+	n, err := startTunedNode(t, map[string]string{
+		"NODE_NAME": "solo", "DATA_DIR": t.TempDir(), "HOST": "127.0.0.1",
+		"PORT": strconv.Itoa(freePort(t)), "AUTH_KEY": e2eAdminKey,
+	}, func(c *Config) { c.Limits = LimitsTuning{Interval: time.Second / limitSpeed, Now: clock.Now} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, 30*time.Second, n)
+	var g struct {
+		ID uint64 `json:"id"`
+	}
+	api(t, n.api(), "POST", "/api/groups", `{"name":"rpm-shared","channel_type":"openai","test_model":"m","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	api(t, n.api(), "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-1"}`, g.ID), nil)
+	checkSharedRPM(t, clock, []*clusterNode{n}, []int{0})
+}
+
+// limitSpeed is how much faster than the wall clock the limits' clock runs in these tests.
+const limitSpeed = 30
+
+// checkSharedRPM creates a key of 60 RPM and sends it 200 requests a minute of the limits'
+// clock for four minutes, request i to nodes[spread[i%len(spread)]]; every minute after
+// the first must admit 57 to 63.
+func checkSharedRPM(t *testing.T, clock *scaledClock, nodes []*clusterNode, spread []int) {
+	t.Helper()
+	const speed = limitSpeed
 	var key struct {
 		ID  uint64 `json:"id"`
 		Key string `json:"key"`
@@ -45,7 +85,7 @@ func TestClusterSharesAProxyKeyRPM(t *testing.T) {
 
 	const minutes = 4
 	perMinute := make([]int, minutes)
-	perNode := make([]int, 3)
+	perNode := make([]int, len(nodes))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	begin := clock.Now()
@@ -59,7 +99,7 @@ func TestClusterSharesAProxyKeyRPM(t *testing.T) {
 		if d := at.Sub(clock.Now()) / speed; d > 0 {
 			time.Sleep(d)
 		}
-		n := []int{0, 0, 0, 0, 0, 1, 1, 1, 2, 2}[i%10]
+		n := spread[i%len(spread)]
 		wg.Go(func() {
 			req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/proxy/rpm-shared/v1/chat/completions", nodes[n].port),
 				strings.NewReader(`{"model":"m","messages":[]}`))
@@ -96,7 +136,7 @@ func TestClusterSharesAProxyKeyRPM(t *testing.T) {
 		Source     string     `json:"source"`
 		LastUsedAt *time.Time `json:"last_used_at"`
 	}
-	api(t, nodes[2].api(), "GET", "/api/proxy-keys", "", &list)
+	api(t, nodes[len(nodes)-1].api(), "GET", "/api/proxy-keys", "", &list)
 	if len(list) == 0 || list[0].ID != key.ID || list[0].LastUsedAt == nil {
 		b, _ := json.Marshal(list)
 		t.Errorf("list: %s", b)
