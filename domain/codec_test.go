@@ -158,6 +158,12 @@ func compareStates(t testing.TB, want, got *domain.State) {
 	if got.Seq != want.Seq || got.Settings != want.Settings || got.SettingsSeeded != want.SettingsSeeded {
 		t.Fatalf("seq %d/%d, settings %+v/%+v, seeded %v/%v", got.Seq, want.Seq, got.Settings, want.Settings, got.SettingsSeeded, want.SettingsSeeded)
 	}
+	if w, g := jsonOf(t, want.ProxyKeys()), jsonOf(t, got.ProxyKeys()); w != g {
+		t.Fatalf("proxy keys %s, want %s", g, w)
+	}
+	if w, g := want.Version(domain.Aggregate{Kind: domain.AggProxyKeys}), got.Version(domain.Aggregate{Kind: domain.AggProxyKeys}); w != g {
+		t.Fatalf("proxy-key version %d, want %d", g, w)
+	}
 	wg, gg := want.Groups(), got.Groups()
 	if len(wg) != len(gg) || got.NumGroups() != want.NumGroups() {
 		t.Fatalf("%d groups, want %d", len(gg), len(wg))
