@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -177,30 +178,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, channel.ShapeForPath(rest), http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
 		return
 	}
-	// An unknown group and a group the key is not allowed in get the same answer, so
-	// group names cannot be probed with a proxy key of another group.
-	global := h.groups.globalKeys(v)
-	d := digestOf(key)
-	var gs *groupState
-	var allowed []digest
-	if found {
-		gs = h.groups.state(gv)
-		allowed = gs.keys
-	}
-	in := keyAllowed(&d, allowed, global)
-	var named *domain.ProxyKey
-	if in < 0 && found {
-		named, _ = v.NamedKey((*domain.KeyHash)(&d))
-		if named != nil && (!named.Enabled || named.Expired(start)) {
-			named = nil
-		}
-	}
-	if in < 0 && named == nil || !found {
+	c := h.checkKey(v, gv, found, key, start)
+	if c.deny == denyAuth {
 		writeError(w, channel.ShapeForPath(rest), http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
 		return
 	}
 	shape := channel.ShapeFor(gv.ChannelType, rest)
-	if named != nil && !h.admitNamed(w, v, named, gv, shape, start) {
+	if c.deny != allow {
+		writeDenial(w, shape, c)
 		return
 	}
 	rest, ok = cleanRest(rest)
@@ -211,33 +196,88 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	p := &request{
 		h: h, w: w, r: r, start: start, shape: shape,
-		rest: rest, rawQuery: rawQuery, group: gv, gs: gs,
+		rest: rest, rawQuery: rawQuery, group: gv, gs: c.gs,
 		proxyKeyName: domain.ProxyKeyGroup,
 	}
-	copy(p.proxyKeyFP[:], d[:])
+	copy(p.proxyKeyFP[:], c.digest[:])
 	switch {
-	case named != nil:
-		p.named, p.proxyKeyName = named, named.Name
-	case in == 1:
+	case c.named != nil:
+		p.named, p.proxyKeyName = c.named, c.named.Name
+	case c.list == 1:
 		p.proxyKeyName = domain.ProxyKeyGlobal
 	}
 	p.serve(v)
 }
 
-// admitNamed checks what a named proxy key may do: the group it may use (403 otherwise)
-// and its limits (429 with Retry-After, in the provider's error shape).
-func (h *Handler) admitNamed(w http.ResponseWriter, v *projections.View, k *domain.ProxyKey, gv *projections.GroupView, shape channel.Shape, now time.Time) bool {
-	if !k.MayUse(gv.ID) {
-		writeError(w, shape, http.StatusForbidden, channel.CodeForbidden, "This proxy key may not use this group")
-		return false
+// denial is why a proxy key is refused.
+type denial uint8
+
+const (
+	allow     denial = iota
+	denyAuth         // unknown, disabled or expired key, or unknown group: 401
+	denyGroup        // a named key on a group it may not use: 403
+	denyLimit        // a named key over a limit: 429
+)
+
+// keyCheck is the outcome of checkKey.
+type keyCheck struct {
+	digest digest
+	gs     *groupState
+	list   int              // the unnamed list that holds the key: 0 the group's, 1 the global one, -1 none
+	named  *domain.ProxyKey // the named key, when it is one
+	deny   denial
+	reason limits.Reason
+	wait   time.Duration // until the limit admits again
+}
+
+// checkKey authenticates a client key for group gv (found false: no such group) and
+// admits a named key under its groups and limits. The unnamed lists are compared in
+// constant time; a named key is found by the SHA-256 of its secret, which reveals nothing
+// of a 256-bit random secret. An unknown group and a group an unnamed key is not allowed
+// in get the same answer, so group names cannot be probed with a proxy key of another
+// group. It takes no lock and allocates nothing.
+func (h *Handler) checkKey(v *projections.View, gv *projections.GroupView, found bool, key string, now time.Time) keyCheck {
+	c := keyCheck{digest: digestOf(key)}
+	global := h.groups.globalKeys(v)
+	var allowed []digest
+	if found {
+		c.gs = h.groups.state(gv)
+		allowed = c.gs.keys
 	}
+	c.list = keyAllowed(&c.digest, allowed, global)
+	if !found {
+		c.deny = denyAuth
+		return c
+	}
+	if c.list >= 0 {
+		return c
+	}
+	k, ok := v.NamedKey((*domain.KeyHash)(&c.digest))
+	switch {
+	case !ok || !k.Enabled || k.Expired(now):
+		c.deny = denyAuth
+		return c
+	case !k.MayUse(gv.ID):
+		c.deny = denyGroup
+		return c
+	}
+	c.named = k
 	h.limits.Sync(v.NamedKeysVersion(), v.NamedKeys())
-	reason, wait := h.limits.Admit(k, now.UnixNano())
-	if reason == limits.Admitted {
-		return true
+	if c.reason, c.wait = h.limits.Admit(k, now.UnixNano()); c.reason != limits.Admitted {
+		c.deny = denyLimit
 	}
-	w.Header().Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
-	switch reason {
+	return c
+}
+
+// writeDenial answers a named key's refusal: 403 outside its groups, 429 with Retry-After
+// over a limit, in the provider's error shape.
+func writeDenial(w http.ResponseWriter, shape channel.Shape, c keyCheck) {
+	if c.deny == denyGroup {
+		writeError(w, shape, http.StatusForbidden, channel.CodeForbidden, "This proxy key may not use this group")
+		return
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((c.wait+time.Second-1)/time.Second), 10))
+	switch c.reason {
 	case limits.DailyQuota:
 		writeError(w, shape, http.StatusTooManyRequests, channel.CodeQuota, "The daily token quota of this proxy key is spent; it renews at 00:00 UTC")
 	case limits.MonthlyQuota:
@@ -247,11 +287,13 @@ func (h *Handler) admitNamed(w http.ResponseWriter, v *projections.View, k *doma
 	default:
 		writeError(w, shape, http.StatusTooManyRequests, channel.CodeTooMany, "This proxy key is over its requests-per-minute limit")
 	}
-	return false
 }
 
+// digestOf hashes a client key. The key's bytes are read in place: a conversion to
+// []byte would allocate for every key longer than 32 bytes, which generated secrets are.
+// Sum256 only reads its input.
 func digestOf(key string) digest {
-	return sha256.Sum256([]byte(key))
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
 }
 
 // splitPath splits /proxy/{group}/{rest} (the /proxy prefix may already be stripped) into

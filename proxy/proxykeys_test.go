@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -383,5 +384,48 @@ func TestNamedProxyKeySDKRetries(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 500*time.Millisecond {
 		t.Errorf("the client retried after %v: it did not wait for Retry-After", waited)
+	}
+}
+
+// BenchmarkKeyCheck is the proxy-key check of a request (the unnamed lists compared in
+// constant time, then a named key found by digest, its groups, expiry and limits) with 10
+// and 10,000 named keys: a global key, a named key without limits, and one with an RPM,
+// TPM and daily quota it stays under.
+func BenchmarkKeyCheck(b *testing.B) {
+	for _, n := range []int{10, 10_000} {
+		e := newEnv(b, envOpts{})
+		up := newUpstream(b, nil)
+		e.group("bench", groupOpts{upstreams: []string{up.URL}})
+		facts := make([]domain.Fact, 0, n)
+		secrets := make([]string, n)
+		for i := range n {
+			secrets[i] = fmt.Sprintf("sk-gl-bench-%08d-0123456789abcdefghijklmnopqrstuvwxyz", i)
+			k := domain.ProxyKey{ID: uint64(i + 1), Name: fmt.Sprint("k", i), Enabled: true, Hash: sha256.Sum256([]byte(secrets[i]))}
+			if i%2 == 1 {
+				k.RPM, k.TPM, k.DailyTokens = 1<<40, 1<<40, 1<<40
+			}
+			facts = append(facts, domain.ProxyKeyCreated{Key: k})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		seq, err := e.store.Append(ctx, "admin", 0, facts...)
+		if err == nil {
+			err = e.run.WaitFor(ctx, seq)
+		}
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		v := e.run.View()
+		now := time.Now()
+		for _, c := range []struct{ name, key string }{{"global", "sk-global"}, {"named", secrets[n-2]}, {"named-limited", secrets[n-1]}} {
+			b.Run(fmt.Sprintf("%s/%d", c.name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if !proxy.CheckKey(e.h, v, "bench", c.key, now) {
+						b.Fatal("refused")
+					}
+				}
+			})
+		}
 	}
 }
