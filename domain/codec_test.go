@@ -43,6 +43,23 @@ func richFold(t testing.TB, n int) *fold {
 	f.create(t, aggBody("agg2", "gemini"))
 	f.apply(domain.SubGroupsChanged{GroupID: 5, SubGroups: []domain.SubGroup{{GroupID: 1, Weight: 3}, {GroupID: 2, Weight: 0}, {GroupID: 4, Weight: 1}}})
 	f.link(6, 3)
+	// Named proxy keys: one limited to s1 and s3, one rotated, one deleted.
+	pk := func(name string, groups ...string) domain.ProxyKeyCreated {
+		in := domain.ProxyKeyInput{Name: &name, RPM: new(int64(60)), DailyTokens: new(int64(1000))}
+		if len(groups) > 0 {
+			in.Groups, _ = json.Marshal(groups)
+		}
+		c, err := domain.DecideCreateProxyKey(f.State, in, domain.ProxyKeySecret{Hash: hashOf("secret-" + name), Masked: "sk-g****" + name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	f.apply(pk("team", "s1", "s3"))
+	f.apply(pk("ci"))
+	f.apply(domain.ProxyKeyRotated{ID: 2, Hash: hashOf("rotated"), Masked: "sk-g****rot"})
+	f.apply(pk("old"))
+	f.apply(domain.ProxyKeyDeleted{ID: 3, Name: "old"})
 
 	groups := []uint64{1, 2, 3, 4}
 	for i, c := 0, 0; i < n; c++ {
@@ -140,6 +157,12 @@ func compareStates(t testing.TB, want, got *domain.State) {
 	t.Helper()
 	if got.Seq != want.Seq || got.Settings != want.Settings || got.SettingsSeeded != want.SettingsSeeded {
 		t.Fatalf("seq %d/%d, settings %+v/%+v, seeded %v/%v", got.Seq, want.Seq, got.Settings, want.Settings, got.SettingsSeeded, want.SettingsSeeded)
+	}
+	if w, g := jsonOf(t, want.ProxyKeys()), jsonOf(t, got.ProxyKeys()); w != g {
+		t.Fatalf("proxy keys %s, want %s", g, w)
+	}
+	if w, g := want.Version(domain.Aggregate{Kind: domain.AggProxyKeys}), got.Version(domain.Aggregate{Kind: domain.AggProxyKeys}); w != g {
+		t.Fatalf("proxy-key version %d, want %d", g, w)
 	}
 	wg, gg := want.Groups(), got.Groups()
 	if len(wg) != len(gg) || got.NumGroups() != want.NumGroups() {

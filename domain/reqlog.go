@@ -49,9 +49,11 @@ type RequestLog struct {
 	TotalTokens      int64 `json:"total_tokens,omitempty"`
 
 	// The proxy key the client used: its fingerprint (ProxyKeyFingerprint), never the key,
-	// and its name ("global" or "group" for now).
+	// and its name ("global" or "group" for the unnamed ones). A named key also gives its
+	// id, which a rotation keeps while the fingerprint changes.
 	ProxyKeyFP   string `json:"proxy_key_fp,omitempty"`
 	ProxyKeyName string `json:"proxy_key_name,omitempty"`
+	ProxyKeyID   uint64 `json:"proxy_key_id,omitempty"`
 
 	// UpstreamNS is how long the upstream took to answer this attempt with its headers, in
 	// nanoseconds (0: no upstream answered or was asked). It is for metrics only: not
@@ -59,7 +61,7 @@ type RequestLog struct {
 	UpstreamNS int64 `json:"-"`
 }
 
-// Names of proxy keys in request logs, until proxy keys have names of their own.
+// Names of the unnamed proxy keys in request logs.
 const (
 	ProxyKeyGlobal = "global" // one of the global proxy_keys
 	ProxyKeyGroup  = "group"  // one of the group's own proxy_keys

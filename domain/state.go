@@ -7,10 +7,11 @@ import "sort"
 type AggregateKind uint8
 
 const (
-	AggSettings AggregateKind = iota + 1 // the system settings
-	AggGroups                            // the configuration of all groups (names are unique across them)
-	AggKeys                              // the keys of one group (admin changes)
-	AggHealth                            // health facts of one group's keys: never guarded
+	AggSettings  AggregateKind = iota + 1 // the system settings
+	AggGroups                             // the configuration of all groups (names are unique across them)
+	AggKeys                               // the keys of one group (admin changes)
+	AggHealth                             // health facts of one group's keys: never guarded
+	AggProxyKeys                          // the named proxy keys (names are unique across them)
 )
 
 // Aggregate is the aggregate an event belongs to.
@@ -52,6 +53,8 @@ func AggregateOf(f Fact) Aggregate {
 		return Aggregate{Kind: AggHealth, GroupID: f.GroupID}
 	case KeyValidated:
 		return Aggregate{Kind: AggHealth, GroupID: f.GroupID}
+	case ProxyKeyCreated, ProxyKeyUpdated, ProxyKeyRotated, ProxyKeyDeleted:
+		return Aggregate{Kind: AggProxyKeys}
 	case KeysExported:
 		// A record, not a decision: unguarded like the health facts, so an export never
 		// collides with admin changes to the group's keys.
@@ -82,9 +85,13 @@ type State struct {
 	nextGroupID uint64
 	nextKeyID   uint64
 
-	settingsVer uint64
-	groupsVer   uint64
-	keysVer     map[uint64]uint64
+	proxyKeys      map[uint64]*ProxyKey
+	nextProxyKeyID uint64
+
+	settingsVer  uint64
+	proxyKeysVer uint64
+	groupsVer    uint64
+	keysVer      map[uint64]uint64
 }
 
 // NewState is the state of an empty log with the given settings in force (the defaults,
@@ -98,6 +105,9 @@ func NewState(settings Settings) *State {
 		nextGroupID: 1,
 		nextKeyID:   1,
 		keysVer:     map[uint64]uint64{},
+
+		proxyKeys:      map[uint64]*ProxyKey{},
+		nextProxyKeyID: 1,
 	}
 }
 
@@ -110,6 +120,8 @@ func (s *State) Version(a Aggregate) uint64 {
 		return s.groupsVer
 	case AggKeys:
 		return s.keysVer[a.GroupID]
+	case AggProxyKeys:
+		return s.proxyKeysVer
 	}
 	return 0
 }
@@ -172,6 +184,8 @@ type Changes struct {
 	Settings bool   // system settings (and so every group's effective config)
 	Groups   bool   // group configuration
 	Keys     uint64 // the group whose keys changed, 0 for none
+	// ProxyKeys tells that the named proxy keys changed.
+	ProxyKeys bool
 	// AddedFrom and AddedTo are the key ids a KeysAdded handed out, [from, to); the keys
 	// of the group with ids in that range are the new ones.
 	AddedFrom, AddedTo uint64
@@ -188,10 +202,14 @@ func (s *State) Apply(f Fact, m Meta) Changes {
 		s.groupsVer = m.Seq
 	case AggKeys:
 		s.keysVer[a.GroupID] = m.Seq
+	case AggProxyKeys:
+		s.proxyKeysVer = m.Seq
 	}
 	at := m.Time.UnixNano()
 	var ch Changes
 	switch f := f.(type) {
+	case ProxyKeyCreated, ProxyKeyUpdated, ProxyKeyRotated, ProxyKeyDeleted:
+		ch.ProxyKeys = s.applyProxyKey(f, m)
 	case SettingsChanged:
 		s.Settings = f.Settings
 		s.SettingsSeeded = true

@@ -30,6 +30,10 @@ type stateHeader struct {
 	GroupsVer      uint64            `json:"groups_ver"`
 	KeysVer        map[uint64]uint64 `json:"keys_ver"`
 	KeySets        []keySetHeader    `json:"key_sets"`
+	// Named proxy keys; absent from snapshots written before they existed.
+	ProxyKeys      []*ProxyKey `json:"proxy_keys,omitempty"`
+	NextProxyKeyID uint64      `json:"next_proxy_key_id,omitempty"`
+	ProxyKeysVer   uint64      `json:"proxy_keys_ver,omitempty"`
 }
 
 type keySetHeader struct {
@@ -46,6 +50,7 @@ func (s *State) Encode(w io.Writer) error {
 		Format: StateFormat, Seq: s.Seq, Settings: s.Settings, SettingsSeeded: s.SettingsSeeded,
 		Ranges: s.ranges, NextGroupID: s.nextGroupID, NextKeyID: s.nextKeyID,
 		SettingsVer: s.settingsVer, GroupsVer: s.groupsVer, KeysVer: s.keysVer,
+		ProxyKeys: s.ProxyKeys(), NextProxyKeyID: s.nextProxyKeyID, ProxyKeysVer: s.proxyKeysVer,
 	}
 	for _, g := range s.groups {
 		h.Groups = append(h.Groups, g)
@@ -132,6 +137,14 @@ func DecodeState(r io.Reader) (*State, error) {
 		}
 		s.putGroup(g)
 	}
+	for _, k := range h.ProxyKeys {
+		if k == nil || k.ID == 0 {
+			return nil, fmt.Errorf("proxy key: %w", errCorrupt)
+		}
+		s.proxyKeys[k.ID] = k
+	}
+	s.nextProxyKeyID = max(h.NextProxyKeyID, 1)
+	s.proxyKeysVer = h.ProxyKeysVer
 	for _, kh := range h.KeySets {
 		if _, ok := s.groups[kh.GroupID]; !ok || kh.Keys < 0 || kh.ValueBytes < 0 {
 			return nil, fmt.Errorf("key set of group %d: %w", kh.GroupID, errCorrupt)

@@ -194,6 +194,11 @@ func (a *Audit) sources(ctx context.Context, q AuditQuery, first, last, msgs uin
 			filter = "gl.keys." + group + "." + tok
 		case domain.AggHealth:
 			filter = "gl.health." + group + "." + tok
+		case domain.AggProxyKeys:
+			if q.GroupID != 0 {
+				continue // not about one group
+			}
+			filter = "gl.proxykeys." + tok
 		}
 		out = append(out, &backward{st: a.s.stream, filter: filter, first: first, hi: last})
 	}

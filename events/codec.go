@@ -53,7 +53,7 @@ func checkSealedBy(c *Cipher, h nats.Header) error {
 // eventSubjects are the subjects of the domain-event stream. One aggregate is one subject
 // prefix (see prefix), so a guard can name all its events. The request-log stream has
 // gl.reqlog.> beside them.
-var eventSubjects = []string{"gl.settings.>", "gl.groups.>", "gl.keys.>", "gl.health.>", rebaseSubjectPrefix + ">"}
+var eventSubjects = []string{"gl.settings.>", "gl.groups.>", "gl.keys.>", "gl.health.>", "gl.proxykeys.>", rebaseSubjectPrefix + ">"}
 
 // Event is an event read from the log: the envelope and the decoded fact.
 type Event struct {
@@ -79,6 +79,8 @@ func prefix(a domain.Aggregate) string {
 		return "gl.keys." + strconv.FormatUint(a.GroupID, 10)
 	case domain.AggHealth:
 		return "gl.health." + strconv.FormatUint(a.GroupID, 10)
+	case domain.AggProxyKeys:
+		return "gl.proxykeys"
 	}
 	panic("events: unknown aggregate")
 }

@@ -2,10 +2,13 @@ package events
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"time"
 
 	"gpt-load/domain"
@@ -423,7 +426,7 @@ func (c *Commands) RecordKeysExported(ctx context.Context, actor string, f domai
 
 func backoff(ctx context.Context, attempt int) error {
 	limit := time.Millisecond << min(attempt, 7) // 1 ms .. 128 ms
-	t := time.NewTimer(rand.N(limit))
+	t := time.NewTimer(mrand.N(limit))
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -431,4 +434,82 @@ func backoff(ctx context.Context, attempt int) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// proxyKeyPrefix starts every generated proxy-key secret, so that one is recognised when
+// it leaks into a log or a repository.
+const proxyKeyPrefix = "sk-gl-"
+
+// newProxyKeySecret draws a proxy-key secret of 256 random bits.
+func newProxyKeySecret() (string, domain.ProxyKeySecret, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", domain.ProxyKeySecret{}, fmt.Errorf("proxy key secret: %w", err)
+	}
+	secret := proxyKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return secret, domain.ProxyKeySecret{Hash: sha256.Sum256([]byte(secret)), Masked: domain.MaskKey(secret)}, nil
+}
+
+func (c *Commands) proxyKey(id uint64) (domain.ProxyKey, error) {
+	k := read(c.proj, func(s *domain.State) *domain.ProxyKey { k, _ := s.ProxyKey(id); return k })
+	if k == nil {
+		return domain.ProxyKey{}, domain.Errorf(domain.ENOTFOUND, "proxy key %d not found", id)
+	}
+	return *k, nil
+}
+
+// CreateProxyKey creates a named proxy key and returns it with its secret, which is not
+// kept anywhere: this is the one time it is seen.
+func (c *Commands) CreateProxyKey(ctx context.Context, actor string, in domain.ProxyKeyInput) (domain.ProxyKey, string, error) {
+	secret, sec, err := newProxyKeySecret()
+	if err != nil {
+		return domain.ProxyKey{}, "", err
+	}
+	var id uint64
+	if _, err = c.exec(ctx, actor, func(s *domain.State) (domain.Fact, error) {
+		f, err := domain.DecideCreateProxyKey(s, in, sec)
+		id = f.Key.ID
+		return f, err
+	}); err != nil {
+		return domain.ProxyKey{}, "", err
+	}
+	k, err := c.proxyKey(id)
+	return k, secret, err
+}
+
+// UpdateProxyKey applies a partial update and returns the key as stored.
+func (c *Commands) UpdateProxyKey(ctx context.Context, actor string, id uint64, in domain.ProxyKeyInput) (domain.ProxyKey, error) {
+	if _, err := c.exec(ctx, actor, func(s *domain.State) (domain.Fact, error) {
+		f, err := domain.DecideUpdateProxyKey(s, id, in)
+		if err != nil || len(f.Changed) == 0 {
+			return nil, err
+		}
+		return f, nil
+	}); err != nil {
+		return domain.ProxyKey{}, err
+	}
+	return c.proxyKey(id)
+}
+
+// RotateProxyKey gives a key a new secret and returns it: the old secret stops working.
+func (c *Commands) RotateProxyKey(ctx context.Context, actor string, id uint64) (domain.ProxyKey, string, error) {
+	secret, sec, err := newProxyKeySecret()
+	if err != nil {
+		return domain.ProxyKey{}, "", err
+	}
+	if _, err := c.exec(ctx, actor, func(s *domain.State) (domain.Fact, error) {
+		return domain.DecideRotateProxyKey(s, id, sec)
+	}); err != nil {
+		return domain.ProxyKey{}, "", err
+	}
+	k, err := c.proxyKey(id)
+	return k, secret, err
+}
+
+// DeleteProxyKey deletes a named proxy key.
+func (c *Commands) DeleteProxyKey(ctx context.Context, actor string, id uint64) error {
+	_, err := c.exec(ctx, actor, func(s *domain.State) (domain.Fact, error) {
+		return domain.DecideDeleteProxyKey(s, id)
+	})
+	return err
 }

@@ -54,6 +54,10 @@ func kinds() []kind {
 		reg[domain.KeysExported]("keys.exported", 1),
 		reg[domain.GroupImported]("group.imported", 1),
 		reg[domain.KeysImported]("keys.imported", 1),
+		reg[domain.ProxyKeyCreated]("proxykey.created", 1),
+		reg[domain.ProxyKeyUpdated]("proxykey.updated", 1),
+		reg[domain.ProxyKeyRotated]("proxykey.rotated", 1),
+		reg[domain.ProxyKeyDeleted]("proxykey.deleted", 1),
 	}
 }
 

@@ -555,6 +555,10 @@ func appendRequestLog(b []byte, r *domain.RequestLog, keyValue, keyHash string) 
 	}
 	b = appendOptString(b, `,"proxy_key_fp":`, r.ProxyKeyFP)
 	b = appendOptString(b, `,"proxy_key_name":`, r.ProxyKeyName)
+	if r.ProxyKeyID != 0 {
+		b = append(b, `,"proxy_key_id":`...)
+		b = strconv.AppendUint(b, r.ProxyKeyID, 10)
+	}
 	return append(b, '}')
 }
 

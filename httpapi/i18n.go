@@ -76,6 +76,7 @@ const (
 	msgKeyNotFound          msgID = "key_not_found"
 	msgInvalidGroupID       msgID = "invalid_group_id"
 	msgInvalidKeyID         msgID = "invalid_key_id"
+	msgInvalidProxyKeyID    msgID = "invalid_proxy_key_id"
 	msgInvalidSubGroupID    msgID = "invalid_sub_group_id"
 	msgGroupIDRequired      msgID = "group_id_required"
 	msgGroupIDInvalid       msgID = "group_id_invalid"
@@ -149,6 +150,7 @@ var messages = map[msgID][numLangs]string{
 	msgKeyNotFound:       {"Key not found", "密钥不存在", "キーが見つかりません"},
 	msgInvalidGroupID:    {"Invalid group id", "无效的分组 ID", "無効なグループ ID です"},
 	msgInvalidKeyID:      {"Invalid key id", "无效的密钥 ID", "無効なキー ID です"},
+	msgInvalidProxyKeyID: {"Invalid proxy key id", "无效的代理密钥 ID", "無効なプロキシキー ID です"},
 	msgInvalidSubGroupID: {"Invalid sub-group id", "无效的子分组 ID", "無効なサブグループ ID です"},
 	msgGroupIDRequired:   {"group_id query parameter is required", "缺少 group_id 查询参数", "クエリパラメータ group_id が必要です"},
 	msgGroupIDInvalid:    {"group_id must be a positive integer", "group_id 必须是正整数", "group_id は正の整数でなければなりません"},

@@ -436,7 +436,29 @@ func TestUsageAPI(t *testing.T) {
 		if len(u.Items) != 1 || *u.Items[0].ProxyKeyFP != fp || u.Items[0].Requests != 3 {
 			t.Errorf("by proxy key: %+v", u)
 		}
-		for _, q := range []string{"by=week", "from=yesterday", "to=2026-13-01T00:00:00Z", "group_id=-1",
+		// A named key: one line across its rotations, under its name of now.
+		k, _, err := n.cmd.CreateProxyKey(context.Background(), "admin", domain.ProxyKeyInput{Name: str("renamed-since")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		insertRows(t, db, &[]sqlstore.UsageHourly{
+			{Time: h(2), GroupID: a, Model: "m", ProxyKeyFP: "aaaaaaaaaaaa", ProxyKeyName: "old-name", ProxyKeyID: k.ID, Requests: 4, TotalTokens: 40},
+			{Time: h(3), GroupID: a, Model: "m", ProxyKeyFP: "bbbbbbbbbbbb", ProxyKeyName: "old-name", ProxyKeyID: k.ID, Requests: 1, TotalTokens: 10},
+		})
+		var named struct {
+			Items []struct {
+				ProxyKeyID   *uint64 `json:"proxy_key_id"`
+				ProxyKeyFP   *string `json:"proxy_key_fp"`
+				ProxyKeyName string  `json:"proxy_key_name"`
+				Requests     int64   `json:"requests"`
+			} `json:"items"`
+		}
+		n.do(http.MethodGet, fmt.Sprintf("/api/usage?by=proxy_key&proxy_key_id=%d", k.ID), nil).ok(t, &named)
+		if len(named.Items) != 1 || named.Items[0].ProxyKeyID == nil || *named.Items[0].ProxyKeyID != k.ID ||
+			named.Items[0].ProxyKeyFP != nil || named.Items[0].ProxyKeyName != "renamed-since" || named.Items[0].Requests != 5 {
+			t.Errorf("by named proxy key: %+v", named)
+		}
+		for _, q := range []string{"by=week", "from=yesterday", "to=2026-13-01T00:00:00Z", "group_id=-1", "proxy_key_id=x",
 			"from=" + logNow.Format(time.RFC3339) + "&to=" + logNow.Add(-time.Hour).Format(time.RFC3339),
 			"by=hour&from=" + logNow.Add(-40*24*time.Hour).Format(time.RFC3339)} {
 			n.do(http.MethodGet, "/api/usage?"+q, nil).fails(t, http.StatusBadRequest, "VALIDATION_FAILED")

@@ -103,6 +103,9 @@ type Deps struct {
 	// Metrics, when set, is served at /metrics: behind the admin key unless MetricsPublic.
 	Metrics       *Metrics
 	MetricsPublic bool
+	// ProxyKeyUsage tells the named proxy keys' use (their quotas' remains, last use); nil
+	// shows them unused.
+	ProxyKeyUsage ProxyKeyUsage
 }
 
 // New builds the router: /health, the admin API under /api (when d.Commands is set), the
@@ -269,6 +272,12 @@ func (a *admin) routes(r chi.Router) {
 				r.Post("/keys/disable-multiple", a.disableKeys)
 				r.Post("/keys/enable-multiple", a.enableKeys)
 				r.Put("/keys/{id}/notes", a.setKeyNotes)
+
+				r.Get("/proxy-keys", a.listProxyKeys)
+				r.Post("/proxy-keys", a.createProxyKey)
+				r.Put("/proxy-keys/{id}", a.updateProxyKey)
+				r.Post("/proxy-keys/{id}/rotate", a.rotateProxyKey)
+				r.Delete("/proxy-keys/{id}", a.deleteProxyKey)
 
 				r.Get("/tasks/status", a.taskStatus)
 				r.Get("/settings", a.getSettings)

@@ -33,6 +33,7 @@ type usageItem struct {
 	KeyID        *uint64    `json:"key_id,omitempty"`
 	ProxyKeyFP   *string    `json:"proxy_key_fp,omitempty"`
 	ProxyKeyName *string    `json:"proxy_key_name,omitempty"`
+	ProxyKeyID   *uint64    `json:"proxy_key_id,omitempty"` // a named key, across its rotations
 	usageFigures
 }
 
@@ -72,6 +73,14 @@ func (a *admin) usage(w http.ResponseWriter, r *http.Request) {
 		uq.GroupID = id
 	}
 	uq.ProxyKeyFP = proxyKeyFP(q.Get("proxy_key"))
+	if s := q.Get("proxy_key_id"); s != "" {
+		id, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || id == 0 {
+			fail(w, r, errField(codeValidation, "proxy_key_id", "must be a positive integer"))
+			return
+		}
+		uq.ProxyKeyID = id
+	}
 	uq.To = a.now()
 	if s := q.Get("to"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
@@ -104,7 +113,16 @@ func (a *admin) usage(w http.ResponseWriter, r *http.Request) {
 		a.failDB(w, r, err)
 		return
 	}
-	var names map[uint64]string
+	var names, keyNames map[uint64]string
+	if uq.By == sqllog.ByProxyKey {
+		keyNames = read(a.state, func(s *domain.State) map[uint64]string {
+			m := map[uint64]string{}
+			for _, k := range s.ProxyKeys() {
+				m[k.ID] = k.Name
+			}
+			return m
+		})
+	}
 	if uq.By == sqllog.ByKey {
 		names = read(a.state, func(s *domain.State) map[uint64]string {
 			m := map[uint64]string{}
@@ -128,6 +146,13 @@ func (a *admin) usage(w http.ResponseWriter, r *http.Request) {
 			it.GroupID, it.GroupName, it.KeyID = &row.GroupID, &name, &row.KeyID
 		case sqllog.ByProxyKey:
 			it.ProxyKeyFP, it.ProxyKeyName = &row.ProxyKeyFP, &row.ProxyKeyName
+			if row.ProxyKeyID != 0 {
+				// A named key under its name of now, whatever it was called when used.
+				if name, ok := keyNames[row.ProxyKeyID]; ok {
+					row.ProxyKeyName = name
+				}
+				it.ProxyKeyID, it.ProxyKeyFP = &row.ProxyKeyID, nil
+			}
 		}
 		out.Totals.Requests += row.Requests
 		out.Totals.Failures += row.Failures

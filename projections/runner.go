@@ -248,7 +248,7 @@ func (r *Runner) apply(ev events.Event) int {
 	ch := r.state.Apply(ev.Fact, ev.Meta)
 	weight := max(1, int(ch.AddedTo-ch.AddedFrom))
 	r.unshown++
-	if ch.Settings || ch.Groups {
+	if ch.Settings || ch.Groups || ch.ProxyKeys {
 		r.dirtyView = true
 	}
 	if ch.Keys != 0 {

@@ -12,7 +12,28 @@ type View struct {
 	byName   map[string]*GroupView
 	// GlobalProxyKeys is the set of the global proxy keys.
 	GlobalProxyKeys map[string]struct{}
+	named           *namedKeys
 }
+
+// namedKeys indexes the named proxy keys by the SHA-256 of their secret. It is rebuilt only
+// when they change; the keys are never modified in place (the state replaces a changed one).
+type namedKeys struct {
+	ver    uint64
+	byHash map[domain.KeyHash]*domain.ProxyKey
+	list   []*domain.ProxyKey // by id
+}
+
+// NamedKey finds the named proxy key whose secret has the SHA-256 digest d.
+func (v *View) NamedKey(d *domain.KeyHash) (*domain.ProxyKey, bool) {
+	k, ok := v.named.byHash[*d]
+	return k, ok
+}
+
+// NamedKeysVersion is the log position of the last change to the named proxy keys.
+func (v *View) NamedKeysVersion() uint64 { return v.named.ver }
+
+// NamedKeys lists the named proxy keys by id; the slice is shared and must not be changed.
+func (v *View) NamedKeys() []*domain.ProxyKey { return v.named.list }
 
 // GroupView is a group with what the proxy derives from it, computed once per change.
 type GroupView struct {
@@ -49,6 +70,11 @@ func buildView(s *domain.State, prev *View) *View {
 		byName:          make(map[string]*GroupView, s.NumGroups()),
 		GlobalProxyKeys: keySet(s.Settings.ProxyKeys),
 	}
+	if prev != nil && prev.named.ver == s.ProxyKeysVersion() {
+		v.named = prev.named
+	} else {
+		v.named = buildNamedKeys(s)
+	}
 	for _, g := range s.Groups() {
 		eff := s.Effective(g)
 		codes, err := domain.ParseStatusCodes(eff.FailoverStatusCodes)
@@ -78,4 +104,13 @@ func keySet(csv string) map[string]struct{} {
 		out[k] = struct{}{}
 	}
 	return out
+}
+
+func buildNamedKeys(s *domain.State) *namedKeys {
+	list := s.ProxyKeys()
+	n := &namedKeys{ver: s.ProxyKeysVersion(), byHash: make(map[domain.KeyHash]*domain.ProxyKey, len(list)), list: list}
+	for _, k := range list {
+		n.byHash[k.Hash] = k
+	}
+	return n
 }

@@ -11,12 +11,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
 	"gpt-load/domain"
 	"gpt-load/projections"
 	"gpt-load/proxy/channel"
+	"gpt-load/proxy/limits"
 )
 
 // Views is where the proxy reads settings, groups and key pools: lock-free snapshots.
@@ -87,7 +89,10 @@ type Deps struct {
 	Views Views         // required
 	Facts FactPublisher // key-health facts; required
 	Logs  LogRecorder   // request logs; nil records none
-	Log   zerolog.Logger
+	// Limits enforces the limits of named proxy keys; nil: a limiter of this node alone,
+	// with quotas counted in memory.
+	Limits *limits.Limiter
+	Log    zerolog.Logger
 }
 
 // Handler serves /proxy/{group}/{native path}.
@@ -98,6 +103,7 @@ type Handler struct {
 	log      zerolog.Logger
 	health   *health
 	groups   *groupCache
+	limits   *limits.Limiter
 	inflight atomic.Int64
 }
 
@@ -119,6 +125,10 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 		cfg: cfg, views: deps.Views, logs: deps.Logs, log: deps.Log,
 		health: newHealth(deps.Facts, cfg.HealthQueue, deps.Log),
 		groups: &groupCache{clients: newTransports(rt)},
+		limits: deps.Limits,
+	}
+	if h.limits == nil {
+		h.limits = limits.New(limits.Config{Now: cfg.Now, Log: deps.Log})
 	}
 	return h, nil
 }
@@ -168,22 +178,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, channel.ShapeForPath(rest), http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
 		return
 	}
-	// An unknown group and a group the key is not allowed in get the same answer, so
-	// group names cannot be probed with a proxy key of another group.
-	global := h.groups.globalKeys(v)
-	d := digestOf(key)
-	var gs *groupState
-	var allowed []digest
-	if found {
-		gs = h.groups.state(gv)
-		allowed = gs.keys
-	}
-	in := keyAllowed(&d, allowed, global)
-	if in < 0 || !found {
+	c := h.checkKey(v, gv, found, key, start)
+	if c.deny == denyAuth {
 		writeError(w, channel.ShapeForPath(rest), http.StatusUnauthorized, channel.CodeUnauthorized, "Authentication failed")
 		return
 	}
 	shape := channel.ShapeFor(gv.ChannelType, rest)
+	if c.deny != allow {
+		writeDenial(w, shape, c)
+		return
+	}
 	rest, ok = cleanRest(rest)
 	if !ok {
 		writeError(w, shape, http.StatusBadRequest, channel.CodeBadRequest, "Path climbs above the group's root")
@@ -192,18 +196,104 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	p := &request{
 		h: h, w: w, r: r, start: start, shape: shape,
-		rest: rest, rawQuery: rawQuery, group: gv, gs: gs,
+		rest: rest, rawQuery: rawQuery, group: gv, gs: c.gs,
 		proxyKeyName: domain.ProxyKeyGroup,
 	}
-	copy(p.proxyKeyFP[:], d[:])
-	if in == 1 {
+	copy(p.proxyKeyFP[:], c.digest[:])
+	switch {
+	case c.named != nil:
+		p.named, p.proxyKeyName = c.named, c.named.Name
+	case c.list == 1:
 		p.proxyKeyName = domain.ProxyKeyGlobal
 	}
 	p.serve(v)
 }
 
+// denial is why a proxy key is refused.
+type denial uint8
+
+const (
+	allow     denial = iota
+	denyAuth         // unknown, disabled or expired key, or unknown group: 401
+	denyGroup        // a named key on a group it may not use: 403
+	denyLimit        // a named key over a limit: 429
+)
+
+// keyCheck is the outcome of checkKey.
+type keyCheck struct {
+	digest digest
+	gs     *groupState
+	list   int              // the unnamed list that holds the key: 0 the group's, 1 the global one, -1 none
+	named  *domain.ProxyKey // the named key, when it is one
+	deny   denial
+	reason limits.Reason
+	wait   time.Duration // until the limit admits again
+}
+
+// checkKey authenticates a client key for group gv (found false: no such group) and
+// admits a named key under its groups and limits. The unnamed lists are compared in
+// constant time; a named key is found by the SHA-256 of its secret, which reveals nothing
+// of a 256-bit random secret. An unknown group and a group an unnamed key is not allowed
+// in get the same answer, so group names cannot be probed with a proxy key of another
+// group. It takes no lock and allocates nothing.
+func (h *Handler) checkKey(v *projections.View, gv *projections.GroupView, found bool, key string, now time.Time) keyCheck {
+	c := keyCheck{digest: digestOf(key)}
+	global := h.groups.globalKeys(v)
+	var allowed []digest
+	if found {
+		c.gs = h.groups.state(gv)
+		allowed = c.gs.keys
+	}
+	c.list = keyAllowed(&c.digest, allowed, global)
+	if !found {
+		c.deny = denyAuth
+		return c
+	}
+	if c.list >= 0 {
+		return c
+	}
+	k, ok := v.NamedKey((*domain.KeyHash)(&c.digest))
+	switch {
+	case !ok || !k.Enabled || k.Expired(now):
+		c.deny = denyAuth
+		return c
+	case !k.MayUse(gv.ID):
+		c.deny = denyGroup
+		return c
+	}
+	c.named = k
+	h.limits.Sync(v.NamedKeysVersion(), v.NamedKeys())
+	if c.reason, c.wait = h.limits.Admit(k, now.UnixNano()); c.reason != limits.Admitted {
+		c.deny = denyLimit
+	}
+	return c
+}
+
+// writeDenial answers a named key's refusal: 403 outside its groups, 429 with Retry-After
+// over a limit, in the provider's error shape.
+func writeDenial(w http.ResponseWriter, shape channel.Shape, c keyCheck) {
+	if c.deny == denyGroup {
+		writeError(w, shape, http.StatusForbidden, channel.CodeForbidden, "This proxy key may not use this group")
+		return
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((c.wait+time.Second-1)/time.Second), 10))
+	switch c.reason {
+	case limits.DailyQuota:
+		writeError(w, shape, http.StatusTooManyRequests, channel.CodeQuota, "The daily token quota of this proxy key is spent; it renews at 00:00 UTC")
+	case limits.MonthlyQuota:
+		writeError(w, shape, http.StatusTooManyRequests, channel.CodeQuota, "The monthly token quota of this proxy key is spent; it renews on the 1st at 00:00 UTC")
+	case limits.OverTPM:
+		writeError(w, shape, http.StatusTooManyRequests, channel.CodeTooMany, "This proxy key is over its tokens-per-minute limit")
+	default:
+		writeError(w, shape, http.StatusTooManyRequests, channel.CodeTooMany, "This proxy key is over its requests-per-minute limit")
+	}
+}
+
+// digestOf hashes a client key. The key's bytes are read in place: a conversion to
+// []byte would allocate for every key longer than 32 bytes, which generated secrets are.
+// Sum256 only reads its input.
 func digestOf(key string) digest {
-	return sha256.Sum256([]byte(key))
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
 }
 
 // splitPath splits /proxy/{group}/{rest} (the /proxy prefix may already be stripped) into

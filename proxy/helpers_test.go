@@ -21,6 +21,7 @@ import (
 	"gpt-load/events/eventstest"
 	"gpt-load/projections"
 	"gpt-load/proxy"
+	"gpt-load/proxy/limits"
 )
 
 // env is one gpt-load node core (event log on an embedded JetStream server, projections,
@@ -40,6 +41,8 @@ type envOpts struct {
 	cfg      proxy.Config
 	settings map[string]any      // system settings changed at start
 	facts    proxy.FactPublisher // replaces the event store as the proxy's fact publisher
+	// limits builds the limiter of named proxy keys; nil: the proxy's own.
+	limits func(js jetstream.JetStream) *limits.Limiter
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -88,7 +91,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.facts != nil {
 		facts = o.facts
 	}
-	h, err := proxy.New(o.cfg, proxy.Deps{Views: run, Facts: facts, Logs: e.logs, Log: zerolog.Nop()})
+	h, err := proxy.New(o.cfg, proxy.Deps{Views: run, Facts: facts, Logs: e.logs, Limits: e.limiter(o), Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +108,13 @@ func newEnv(t testing.TB, o envOpts) *env {
 		<-done
 	})
 	return e
+}
+
+func (e *env) limiter(o envOpts) *limits.Limiter {
+	if o.limits == nil {
+		return nil
+	}
+	return o.limits(e.js)
 }
 
 type groupOpts struct {

@@ -40,10 +40,12 @@ func (p *request) relay(resp *http.Response, key poolKey, upAddr string) {
 	}
 
 	enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
-	track := p.h.logs != nil && enc == ""
+	// Usage is read for the request log and for a named key's token limits.
+	wantUsage := p.h.logs != nil || p.named != nil
+	track := wantUsage && enc == ""
 	// A gzipped plain answer is kept (bounded) and read once relayed, for its usage.
 	var gz []byte
-	keepGzip := p.h.logs != nil && enc == "gzip" && !isSSE
+	keepGzip := wantUsage && enc == "gzip" && !isSSE
 	var usage channel.Usage
 	var lines lineScanner
 	var tail tailBuffer

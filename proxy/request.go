@@ -48,7 +48,8 @@ type request struct {
 
 	proxyKeyFP   [6]byte // the first bytes of the proxy key's SHA-256 (domain.ProxyKeyFingerprint)
 	proxyKeyName string
-	upstreamNS   int64 // the latest attempt's wait for the upstream's headers; 0 once logged
+	named        *domain.ProxyKey // the named proxy key, when the client used one
+	upstreamNS   int64            // the latest attempt's wait for the upstream's headers; 0 once logged
 
 	now          int64     // Unix ns: the request's start, then the end of its latest attempt
 	tried        [8]uint64 // the first keys this request has tried
@@ -545,6 +546,14 @@ func (p *request) logOwn(status int, msg string, key poolKey) {
 }
 
 func (p *request) logRecord(typ string, key poolKey, status int, success bool, errMsg, upAddr string, u channel.Usage) {
+	now := p.h.cfg.Now()
+	u = u.Final()
+	if u.Prompt == 0 && u.Completion == 0 {
+		u = channel.Usage{}
+	}
+	if p.named != nil {
+		p.h.limits.Charge(p.named.ID, u.Prompt+u.Completion, now.UnixNano())
+	}
 	logs := p.h.logs
 	if logs == nil {
 		return
@@ -552,11 +561,6 @@ func (p *request) logRecord(typ string, key poolKey, status int, success bool, e
 	serving := p.serving
 	if serving == nil {
 		serving = p.group
-	}
-	now := p.h.cfg.Now()
-	u = u.Final()
-	if u.Prompt == 0 && u.Completion == 0 {
-		u = channel.Usage{}
 	}
 	rec := logPool.Get().(*domain.RequestLog)
 	defer func() { *rec = domain.RequestLog{}; logPool.Put(rec) }()
@@ -584,6 +588,7 @@ func (p *request) logRecord(typ string, key poolKey, status int, success bool, e
 
 		ProxyKeyFP:   hex.EncodeToString(p.proxyKeyFP[:]),
 		ProxyKeyName: p.proxyKeyName,
+		ProxyKeyID:   p.proxyKeyID(),
 		UpstreamNS:   p.upstreamNS,
 	}
 	p.upstreamNS = 0
@@ -595,6 +600,13 @@ func (p *request) logRecord(typ string, key poolKey, status int, success bool, e
 		rec.RequestBody = truncateString(string(p.body), domain.MaxLogBodyLen)
 	}
 	logs.Record(rec)
+}
+
+func (p *request) proxyKeyID() uint64 {
+	if p.named == nil {
+		return 0
+	}
+	return p.named.ID
 }
 
 func logPath(escapedPath, rawQuery string) string {

@@ -61,10 +61,18 @@ func clusterEnv(t *testing.T, url string, i int, extra map[string]string) map[st
 // startClusterNode starts a node with env and serves it until the test ends (or stop).
 // It returns the error of a start that failed.
 func startClusterNode(t *testing.T, env map[string]string) (*clusterNode, error) {
+	return startTunedNode(t, env, nil)
+}
+
+// startTunedNode is startClusterNode with tune applied to the configuration read from env.
+func startTunedNode(t *testing.T, env map[string]string, tune func(c *Config)) (*clusterNode, error) {
 	t.Helper()
 	cfg, err := LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, "")
 	if err != nil {
 		return nil, err
+	}
+	if tune != nil {
+		tune(&cfg)
 	}
 	return startClusterNodeWith(t, cfg)
 }
@@ -110,6 +118,12 @@ func (c *clusterNode) stop(t *testing.T) {
 // fails the test if any of them does not start.
 func startCluster(t *testing.T, url string, count int, extra func(i int) map[string]string) []*clusterNode {
 	t.Helper()
+	return startTunedCluster(t, url, count, extra, nil)
+}
+
+// startTunedCluster is startCluster with tune applied to each node's configuration.
+func startTunedCluster(t *testing.T, url string, count int, extra func(i int) map[string]string, tune func(c *Config)) []*clusterNode {
+	t.Helper()
 	nodes := make([]*clusterNode, count)
 	errs := make([]error, count)
 	envs := make([]map[string]string, count)
@@ -125,7 +139,7 @@ func startCluster(t *testing.T, url string, count int, extra func(i int) map[str
 	for i := range count {
 		wg.Go(func() {
 			<-start
-			nodes[i], errs[i] = startClusterNode(t, envs[i])
+			nodes[i], errs[i] = startTunedNode(t, envs[i], tune)
 		})
 	}
 	close(start)
@@ -448,13 +462,19 @@ func (g *gate) reset() {
 // named name with proxyKey, in force on every node when it returns.
 func clusterWithGroup(t *testing.T, name, proxyKey string, extra func(i int) map[string]string) ([]*clusterNode, *eventstest.Cluster, string) {
 	t.Helper()
+	return tunedClusterWithGroup(t, name, proxyKey, extra, nil)
+}
+
+// tunedClusterWithGroup is clusterWithGroup with tune applied to each node's configuration.
+func tunedClusterWithGroup(t *testing.T, name, proxyKey string, extra func(i int) map[string]string, tune func(c *Config)) ([]*clusterNode, *eventstest.Cluster, string) {
+	t.Helper()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
 	}))
 	t.Cleanup(upstream.Close)
 	c := eventstest.RunCluster(t, 3)
-	nodes := startCluster(t, c.URL(), 3, extra)
+	nodes := startTunedCluster(t, c.URL(), 3, extra, tune)
 	waitHealthy(t, 60*time.Second, nodes...)
 	var g struct {
 		ID uint64 `json:"id"`

@@ -49,6 +49,13 @@ const (
 
 // Config is the static configuration of a node, read once at start-up from the
 // environment and an optional .env file.
+// LimitsTuning is the clock and round period of the proxy-key limiter (zero: the wall clock
+// and one second).
+type LimitsTuning struct {
+	Interval time.Duration
+	Now      func() time.Time
+}
+
 type Config struct {
 	Host string // HOST
 	Port int    // PORT, 1..65535
@@ -97,6 +104,10 @@ type Config struct {
 	// Warnings are non-fatal findings for main to log at start-up. They never
 	// contain a secret.
 	Warnings []string
+
+	// Limits tunes the limits of named proxy keys; tests scale their time with it. It is
+	// not read from the environment.
+	Limits LimitsTuning `json:"-"`
 }
 
 // CORSConfig is the CORS middleware setting.

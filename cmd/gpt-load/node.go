@@ -30,6 +30,7 @@ import (
 	"gpt-load/projections/sqllog"
 	"gpt-load/projections/sqlstore"
 	"gpt-load/proxy"
+	"gpt-load/proxy/limits"
 )
 
 // clusterWait is how long a starting node waits for JetStream to answer (a fresh cluster
@@ -51,6 +52,7 @@ type node struct {
 	lease    *events.Lease     // the election of the node that runs the duties; nil embedded
 	tasks    *tasks.KV         // the cluster's task slot; nil embedded (the slot is in memory)
 	proxy    *proxy.Handler
+	limits   *limits.Limiter // the limits of named proxy keys
 	metrics  *httpapi.Metrics
 	valid    *proxy.Validator
 	taskCtx  context.Context // background admin tasks stop when it ends
@@ -157,6 +159,14 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			announceAdminKey(os.Stderr, key, filepath.Join(cfg.DataDir, adminKeyFileName), cipher.Enabled())
 		}
 	}
+	usage, err := limits.OpenUsageBucket(natsCtx, js, cfg.NATS.Replicas, log.With().Str("component", "limits").Logger())
+	if err != nil {
+		return nil, err
+	}
+	n.limits = limits.New(limits.Config{
+		Node: cfg.NodeName, Conn: n.nc, KV: usage, Interval: cfg.Limits.Interval, Now: cfg.Limits.Now,
+		Log: log.With().Str("component", "limits").Logger(),
+	})
 	if !cfg.UsesEmbeddedNATS() {
 		n.lease, err = events.OpenLease(natsCtx, js, events.LeaseConfig{
 			Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, TTL: cfg.LeaderLease, Candidate: !cfg.IsSlave,
@@ -196,10 +206,12 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	n.metrics = httpapi.NewMetrics()
 	n.metrics.WatchPublisher(n.reqlogs)
 	n.proxy, err = proxy.New(proxy.Config{
+		Now:                   cfg.Limits.Now,
 		MaxConcurrentRequests: cfg.MaxConcurrentRequests,
 		RetryEmptyAnswer:      func(g *projections.GroupView) bool { return g.Effective.RetryEmptyResponse },
 	}, proxy.Deps{
-		Views: n.proj, Facts: n.store, Logs: n.metrics.Recorder(n.reqlogs), Log: log.With().Str("component", "proxy").Logger(),
+		Views: n.proj, Facts: n.store, Logs: n.metrics.Recorder(n.reqlogs), Limits: n.limits,
+		Log: log.With().Str("component", "proxy").Logger(),
 	})
 	if err != nil {
 		return nil, err
@@ -230,8 +242,9 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			MaxRequests: cfg.MaxConcurrentRequests, Stream: n.store, Conn: n.nc,
 			Logs:    sqllog.NewQueries(n.db),
 			Metrics: n.metrics, MetricsPublic: cfg.MetricsPublic,
-			Health: httpapi.HealthConfig{RequestLogs: n.sqllog, Leader: n.leadership(), Database: n.db},
-			SPA:    frontend.Dist(),
+			Health:        httpapi.HealthConfig{RequestLogs: n.sqllog, Leader: n.leadership(), Database: n.db},
+			ProxyKeyUsage: n.limits,
+			SPA:           frontend.Dist(),
 		}),
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: min(cfg.ReadTimeout, 30*time.Second),
@@ -312,6 +325,7 @@ func (n *node) serve(ctx context.Context) error {
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return n.proj.Run(gctx) })
+	g.Go(func() error { return n.limits.Run(gctx) })
 	// The SQL projector runs on its own context: it stops after the proxy has handed its
 	// last request logs to the stream, finishing the batch it is writing.
 	logCtx, stopLogs := context.WithCancel(context.WithoutCancel(ctx))

@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -263,6 +264,7 @@ func runAll(args []string) error {
 	modeList := fs.String("modes", "plain,stream", "answer kinds: plain, stream")
 	rounds := fs.Int("rounds", 3, "rounds over all phases; the table gives each phase's median")
 	sqlDSN := fs.String("sql", "", "where the node writes its request logs (default: SQLite in its data directory; \"none\": not written)")
+	named := fs.Bool("named", false, "also load gpt-load through a named proxy key whose RPM, TPM and token quotas are far above the load (target gpt-load+limits)")
 	fs.Parse(args)
 	var concs []int
 	for _, s := range strings.Split(*concList, ",") {
@@ -288,20 +290,30 @@ func runAll(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	node, err := startChild("node", "node", "-upstream", up.url, "-data", dir, "-keys", strconv.Itoa(*keys), "-sql", *sqlDSN)
+	node, err := startChild("node", "node", "-upstream", up.url, "-data", dir, "-keys", strconv.Itoa(*keys), "-sql", *sqlDSN,
+		"-named="+strconv.FormatBool(*named))
 	if err != nil {
 		return err
 	}
 	defer node.stop()
 
-	targets := []struct {
+	type target struct {
 		name string
 		c    *child
 		url  string
-	}{
-		{"direct", up, up.url + "/v1/chat/completions"},
-		{"baseline", base, base.url + "/proxy/bench/v1/chat/completions"},
-		{"gpt-load", node, node.url + "/proxy/bench/v1/chat/completions"},
+		key  string
+	}
+	targets := []target{
+		{"direct", up, up.url + "/v1/chat/completions", benchKey},
+		{"baseline", base, base.url + "/proxy/bench/v1/chat/completions", benchKey},
+		{"gpt-load", node, node.url + "/proxy/bench/v1/chat/completions", benchKey},
+	}
+	if *named {
+		secret, err := os.ReadFile(filepath.Join(dir, "named-key"))
+		if err != nil {
+			return fmt.Errorf("named key: %w", err)
+		}
+		targets = append(targets, target{"gpt-load+limits", node, node.url + "/proxy/bench/v1/chat/completions", string(secret)})
 	}
 	ctl := &http.Client{Timeout: 5 * time.Second}
 	var results []result
@@ -309,12 +321,12 @@ func runAll(args []string) error {
 		for _, mode := range strings.Split(*modeList, ",") {
 			for _, conc := range concs {
 				for _, tg := range targets {
-					drive(tg.url, mode, conc, *warmup)
+					drive(tg.url, tg.key, mode, conc, *warmup)
 					c0, err := tg.c.cpu(ctl)
 					if err != nil {
 						return err
 					}
-					r := drive(tg.url, mode, conc, *duration)
+					r := drive(tg.url, tg.key, mode, conc, *duration)
 					c1, err := tg.c.cpu(ctl)
 					if err != nil {
 						return err
@@ -335,9 +347,12 @@ func runAll(args []string) error {
 	return nil
 }
 
-// drive runs conc clients against url for d and measures every request, the full body
-// read included.
-func drive(target, mode string, conc int, d time.Duration) result {
+// benchKey is the proxy key of the bench group (and what the upstream and baseline accept).
+const benchKey = "sk-bench-proxy"
+
+// drive runs conc clients against url with proxy key key for d and measures every request,
+// the full body read included.
+func drive(target, key, mode string, conc int, d time.Duration) result {
 	body := []byte(`{"model":"gpt-bench","messages":[{"role":"user","content":"Say something short."}]}`)
 	if mode == "stream" {
 		body = []byte(`{"model":"gpt-bench","stream":true,"messages":[{"role":"user","content":"Say something short."}]}`)
@@ -360,7 +375,7 @@ func drive(target, mode string, conc int, d time.Duration) result {
 			for time.Now().Before(deadline) {
 				t := time.Now()
 				req, _ := http.NewRequest("POST", target, bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer sk-bench-proxy")
+				req.Header.Set("Authorization", "Bearer "+key)
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := client.Do(req)
 				if err != nil {

@@ -22,6 +22,7 @@ import (
 	"gpt-load/projections/sqllog"
 	"gpt-load/projections/sqlstore"
 	"gpt-load/proxy"
+	"gpt-load/proxy/limits"
 )
 
 // serveNode runs the core of a gpt-load node as shipped (embedded JetStream on disk,
@@ -33,6 +34,7 @@ func serveNode(args []string) error {
 	dataDir := fs.String("data", "", "data directory")
 	nkeys := fs.Int("keys", 100, "upstream keys")
 	sqlDSN := fs.String("sql", "", "database the request logs are written to, as a node does (default: SQLite in -data; \"none\": logs stay in the stream)")
+	named := fs.Bool("named", false, "also create a named proxy key with limits far above the load (RPM, TPM, daily and monthly tokens) and write its secret to -data/named-key")
 	fs.Parse(args)
 	if *upstream == "" || *dataDir == "" {
 		return errors.New("node needs -upstream and -data")
@@ -117,8 +119,27 @@ func serveNode(args []string) error {
 	} else {
 		close(projDone)
 	}
+	usage, err := limits.OpenUsageBucket(ctx, js, 1, log)
+	if err != nil {
+		return err
+	}
+	lim := limits.New(limits.Config{Node: "loadtest", Conn: nc, KV: usage, Log: log})
+	go lim.Run(runCtx)
+	if *named {
+		high := int64(1) << 40
+		n := "loadtest"
+		_, secret, err := cmds.CreateProxyKey(ctx, events.ActorAdmin, domain.ProxyKeyInput{
+			Name: &n, RPM: &high, TPM: &high, DailyTokens: &high, MonthlyTokens: &high,
+		})
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*dataDir, "named-key"), []byte(secret), 0o600); err != nil {
+			return err
+		}
+	}
 	logs := events.NewReqLogPublisher(js, events.ReqLogConfig{Node: "loadtest", Cipher: store.Cipher()}, log)
-	h, err := proxy.New(proxy.Config{MaxConcurrentRequests: 1024}, proxy.Deps{Views: run, Facts: store, Logs: httpapi.NewMetrics().Recorder(logs), Log: log})
+	h, err := proxy.New(proxy.Config{MaxConcurrentRequests: 1024}, proxy.Deps{Views: run, Facts: store, Logs: httpapi.NewMetrics().Recorder(logs), Limits: lim, Log: log})
 	if err != nil {
 		return err
 	}

@@ -199,6 +199,7 @@ type usageHourly struct {
 	ProxyKeyFP       string    `bun:"proxy_key_fp"`
 	KeyID            uint64    `bun:"key_id"`
 	ProxyKeyName     string    `bun:"proxy_key_name"`
+	ProxyKeyID       uint64    `bun:"proxy_key_id"`
 	Requests         int64     `bun:"requests"`
 	Failures         int64     `bun:"failures"`
 	PromptTokens     int64     `bun:"prompt_tokens"`
@@ -299,6 +300,27 @@ func TestAggregateQueries(t *testing.T) {
 		}
 		if _, err := q.Usage(ctx, sqllog.UsageQuery{By: "week", From: h(0), To: h(1)}); err == nil {
 			t.Error("an unknown grouping is accepted")
+		}
+
+		// A named key is one line across a rotation (two fingerprints, one id).
+		insert(t, db, &[]usageHourly{
+			{Time: h(2), GroupID: 1, Model: "m1", ProxyKeyFP: "fp3", ProxyKeyName: "team", ProxyKeyID: 5, KeyID: 11, Requests: 4, TotalTokens: 40},
+			{Time: h(3), GroupID: 1, Model: "m1", ProxyKeyFP: "fp4", ProxyKeyName: "team", ProxyKeyID: 5, KeyID: 11, Requests: 2, TotalTokens: 20},
+		})
+		named, err := q.Usage(ctx, sqllog.UsageQuery{By: sqllog.ByProxyKey, From: h(0), To: h(48)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, r := range named {
+			lines = append(lines, fmt.Sprintf("%d|%s|%s|%d/%d", r.ProxyKeyID, r.ProxyKeyFP, r.ProxyKeyName, r.Requests, r.TotalTokens))
+		}
+		if want := []string{"0|fp1|global|10/67", "5||team|6/60", "0|fp2|group|1/4"}; !slices.Equal(lines, want) {
+			t.Errorf("usage by proxy key with a rotated named key: %v, want %v", lines, want)
+		}
+		only, err := q.Usage(ctx, sqllog.UsageQuery{By: sqllog.ByHour, ProxyKeyID: 5, From: h(0), To: h(48)})
+		if err != nil || len(only) != 2 || only[0].TotalTokens != 40 || only[1].TotalTokens != 20 {
+			t.Errorf("usage of proxy key 5 by hour: %+v %v", only, err)
 		}
 	})
 }

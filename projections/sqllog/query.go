@@ -498,6 +498,7 @@ type UsageQuery struct {
 	// through it when it is an aggregate.
 	GroupID    uint64
 	ProxyKeyFP string
+	ProxyKeyID uint64 // a named proxy key, across its rotations
 	// From and To bound the hours: those that start in [From, To).
 	From, To time.Time
 	By       UsageBy
@@ -507,7 +508,7 @@ type UsageQuery struct {
 
 // UsageRow is one line of the usage figures. Only the fields of the grouping are set:
 // Time for hour and day, Model, GroupID and KeyID for key, ProxyKeyFP (and the latest
-// ProxyKeyName) for proxy_key.
+// ProxyKeyName) for proxy_key, or for a named key ProxyKeyID, across its rotations.
 type UsageRow struct {
 	Time             time.Time `bun:"time"`
 	Model            string    `bun:"model"`
@@ -515,6 +516,7 @@ type UsageRow struct {
 	KeyID            uint64    `bun:"key_id"`
 	ProxyKeyFP       string    `bun:"proxy_key_fp"`
 	ProxyKeyName     string    `bun:"proxy_key_name"`
+	ProxyKeyID       uint64    `bun:"proxy_key_id"`
 	Requests         int64     `bun:"requests"`
 	Failures         int64     `bun:"failures"`
 	PromptTokens     int64     `bun:"prompt_tokens"`
@@ -539,6 +541,9 @@ func (q *Queries) Usage(ctx context.Context, uq UsageQuery) ([]UsageRow, error) 
 	if uq.ProxyKeyFP != "" {
 		sq.Where("proxy_key_fp = ?", uq.ProxyKeyFP)
 	}
+	if uq.ProxyKeyID != 0 {
+		sq.Where("proxy_key_id = ?", uq.ProxyKeyID)
+	}
 	switch uq.By {
 	case ByHour, ByDay:
 		sq.ColumnExpr("? AS ?", t, t).GroupExpr("?", t).OrderExpr("?", t)
@@ -547,7 +552,10 @@ func (q *Queries) Usage(ctx context.Context, uq UsageQuery) ([]UsageRow, error) 
 	case ByKey:
 		sq.ColumnExpr("group_id, key_id").GroupExpr("group_id, key_id").OrderExpr("requests DESC, group_id, key_id")
 	case ByProxyKey:
-		sq.ColumnExpr("proxy_key_fp, MAX(proxy_key_name) AS proxy_key_name").GroupExpr("proxy_key_fp").OrderExpr("requests DESC, proxy_key_fp")
+		// A named key is one line whatever its rotations; an unnamed one is its fingerprint.
+		fp := "CASE WHEN proxy_key_id <> 0 THEN '' ELSE proxy_key_fp END"
+		sq.ColumnExpr("proxy_key_id, " + fp + " AS proxy_key_fp, MAX(proxy_key_name) AS proxy_key_name").
+			GroupExpr("proxy_key_id, " + fp).OrderExpr("requests DESC, proxy_key_id, proxy_key_fp")
 	default:
 		return nil, ErrBadUsageQuery
 	}

@@ -251,6 +251,9 @@ func (w *Writer) aggregate(ctx context.Context, tx bun.Tx, fresh []freshLog) err
 		if r.ProxyKeyName != "" {
 			u.ProxyKeyName = r.ProxyKeyName
 		}
+		if r.ProxyKeyID != 0 {
+			u.ProxyKeyID = r.ProxyKeyID
+		}
 		if r.RequestType != domain.RequestRetry {
 			u.Requests++
 			if !r.IsSuccess {
@@ -323,7 +326,8 @@ func (w *Writer) aggregate(ctx context.Context, tx bun.Tx, fresh []freshLog) err
 				Set("prompt_tokens = prompt_tokens + VALUES(prompt_tokens)").
 				Set("completion_tokens = completion_tokens + VALUES(completion_tokens)").
 				Set("total_tokens = total_tokens + VALUES(total_tokens)").
-				Set("proxy_key_name = IF(VALUES(proxy_key_name) <> '', VALUES(proxy_key_name), proxy_key_name)")
+				Set("proxy_key_name = IF(VALUES(proxy_key_name) <> '', VALUES(proxy_key_name), proxy_key_name)").
+				Set("proxy_key_id = IF(VALUES(proxy_key_id) <> 0, VALUES(proxy_key_id), proxy_key_id)")
 		} else {
 			q = q.On("CONFLICT (?, group_id, parent_group_id, model, proxy_key_fp, key_id) DO UPDATE", bun.Ident("time")).
 				Set("requests = ?TableAlias.requests + EXCLUDED.requests").
@@ -331,7 +335,8 @@ func (w *Writer) aggregate(ctx context.Context, tx bun.Tx, fresh []freshLog) err
 				Set("prompt_tokens = ?TableAlias.prompt_tokens + EXCLUDED.prompt_tokens").
 				Set("completion_tokens = ?TableAlias.completion_tokens + EXCLUDED.completion_tokens").
 				Set("total_tokens = ?TableAlias.total_tokens + EXCLUDED.total_tokens").
-				Set("proxy_key_name = CASE WHEN EXCLUDED.proxy_key_name <> '' THEN EXCLUDED.proxy_key_name ELSE ?TableAlias.proxy_key_name END")
+				Set("proxy_key_name = CASE WHEN EXCLUDED.proxy_key_name <> '' THEN EXCLUDED.proxy_key_name ELSE ?TableAlias.proxy_key_name END").
+				Set("proxy_key_id = CASE WHEN EXCLUDED.proxy_key_id <> 0 THEN EXCLUDED.proxy_key_id ELSE ?TableAlias.proxy_key_id END")
 		}
 		if _, err := q.Exec(ctx); err != nil {
 			return fmt.Errorf("usage rollup: %w", err)
@@ -383,6 +388,7 @@ func toRow(r *domain.RequestLog) sqlstore.RequestLog {
 		TotalTokens:      r.TotalTokens,
 		ProxyKeyFP:       clean(r.ProxyKeyFP, sqlstore.MaxProxyKeyFPLen),
 		ProxyKeyName:     clean(r.ProxyKeyName, sqlstore.MaxProxyKeyNameLen),
+		ProxyKeyID:       r.ProxyKeyID,
 	}
 }
 

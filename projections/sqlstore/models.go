@@ -66,9 +66,11 @@ type RequestLog struct {
 
 	// ProxyKeyFP is the fingerprint of the proxy key the client used: the first 12 hex
 	// digits of its SHA-256 (domain.ProxyKeyFingerprint), never the key itself.
-	// ProxyKeyName names it: "global" or "group" for now. Both are empty when unknown.
+	// ProxyKeyName names it: "global" or "group" for the unnamed ones, a named key's name
+	// otherwise. Both are empty when unknown. ProxyKeyID is a named key's id (0: unnamed).
 	ProxyKeyFP   string `bun:"proxy_key_fp,notnull"`
 	ProxyKeyName string `bun:"proxy_key_name,notnull"`
+	ProxyKeyID   uint64 `bun:"proxy_key_id,notnull"`
 }
 
 // The indexes of request_logs, one per filter of GET /api/logs, each ending in
@@ -132,6 +134,7 @@ type UsageHourly struct {
 	ProxyKeyFP       string    `bun:"proxy_key_fp,pk"`
 	KeyID            uint64    `bun:"key_id,pk"`
 	ProxyKeyName     string    `bun:"proxy_key_name,notnull"`
+	ProxyKeyID       uint64    `bun:"proxy_key_id,notnull"` // a named key's id, 0 for the unnamed
 	Requests         int64     `bun:"requests,notnull"`
 	Failures         int64     `bun:"failures,notnull"`
 	PromptTokens     int64     `bun:"prompt_tokens,notnull"`

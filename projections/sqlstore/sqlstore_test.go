@@ -25,7 +25,7 @@ var ownTables = []string{
 }
 
 // allMigrations is how many migrations each dialect has.
-const allMigrations = 6
+const allMigrations = 7
 
 // testEachDB runs f once per available database: SQLite always, PostgreSQL and
 // MySQL/MariaDB when TEST_POSTGRES_DSN / TEST_MYSQL_DSN name a server. Each run gets a

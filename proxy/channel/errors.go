@@ -71,6 +71,8 @@ const (
 	CodeTooLarge       = "REQUEST_TOO_LARGE"
 	CodeClientClosed   = "CLIENT_CLOSED_REQUEST"
 	CodeRequestTimeout = "REQUEST_TIMEOUT"
+	CodeForbidden      = "FORBIDDEN"
+	CodeQuota          = "INSUFFICIENT_QUOTA" // a proxy key's token quota is spent
 )
 
 // Shape is the error JSON shape a client of a channel expects.
