@@ -315,7 +315,6 @@ func (h *poolHolder) pickID(id uint64, b Budget, now int64) (PoolKey, bool) {
 	return e.key(h), true
 }
 
-
 // build publishes a new pool of the set's active keys. An entry of a key that was in
 // rotation in the old pool keeps its generation and hold: a rebuild (a quarter of the pool
 // out, say) says nothing new about the keys it carries over. A key that comes back into
