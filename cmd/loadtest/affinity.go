@@ -197,4 +197,3 @@ func driveConversations(target string, convs []*conversation, conc int, d time.D
 	out.result = summarize("plain", conc, lat, errs, time.Since(start))
 	return out
 }
-
