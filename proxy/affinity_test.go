@@ -236,3 +236,22 @@ func TestUpstreamKeyTPM(t *testing.T) {
 		t.Fatalf("k1 %d, k2 %d calls, want 2 each in the first minute and one more in the next", k1, k2)
 	}
 }
+
+// Through an aggregate, the conversation keeps its key inside the member that serves it.
+func TestAffinityThroughAggregate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	up := newUpstream(t, nil)
+	member := e.group("aff-member", groupOpts{upstreams: []string{up.URL}, config: map[string]any{"prompt_cache_affinity": true}})
+	tenKeys(e, member)
+	e.aggregate("aff-agg", "openai", map[uint64]int{member: 1})
+	for conv := range 3 {
+		keys := map[string]bool{}
+		for n := 1; n <= 4; n++ {
+			keys[e.chat(up, "aff-agg", turn(conv, n, ""))] = true
+		}
+		if len(keys) != 1 {
+			t.Fatalf("conversation %d used keys %v through the aggregate", conv, keys)
+		}
+	}
+}

@@ -99,6 +99,15 @@ func (p *request) serve(v *projections.View) {
 	if p.serving.Effective.PromptCacheAffinity {
 		// The client's own body names the conversation, before any override.
 		p.conv, _ = h.affinity.conversation(p.serving.ID, p.body)
+		if haveFirst && p.conv != 0 {
+			// An aggregate chose its member and a key before the body was read: the
+			// conversation's key of that member, when usable, serves instead.
+			p.convPicked = true
+			if k, ok := p.affinityPick(p.now); ok && k.ID != first.ID {
+				p.markTried(k.ID)
+				first = k
+			}
+		}
 	}
 	ch := p.ss.ch
 	p.stream = ch.Stream(p.r, p.body)
