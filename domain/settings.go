@@ -206,6 +206,29 @@ var settingSpecs = []settingSpec{
 		field:    func(s *Settings) any { return &s.RetryEmptyResponse },
 		override: func(c *GroupConfig) any { return &c.RetryEmptyResponse },
 	},
+	{
+		// Ours: a provider's prompt cache pays off only when a conversation keeps its key.
+		key: "prompt_cache_affinity", name: "Prompt-cache affinity", category: SettingCategoryKey,
+		description: "Send the requests of one conversation to the same key while it is usable, so the provider's prompt cache keeps paying off. A conversation is told by prompt_cache_key, user, metadata.user_id or cachedContent, else by its leading messages. Each node remembers its own conversations.",
+		typ:         SettingBool, def: "false",
+		field:    func(s *Settings) any { return &s.PromptCacheAffinity },
+		override: func(c *GroupConfig) any { return &c.PromptCacheAffinity },
+	},
+	{
+		// Ours: spread load before the provider answers 429.
+		key: "upstream_key_rpm", name: "Requests per minute per key", category: SettingCategoryKey,
+		description: "Most requests one key is sent per minute of the clock; a key whose budget is spent rests until the next minute. Counted by each node on its own. 0 sets no limit.",
+		typ:         SettingInt, def: "0", min: 0, max: 1000000, hasMin: true, required: true,
+		field:    func(s *Settings) any { return &s.UpstreamKeyRPM },
+		override: func(c *GroupConfig) any { return &c.UpstreamKeyRPM },
+	},
+	{
+		key: "upstream_key_tpm", name: "Tokens per minute per key", category: SettingCategoryKey,
+		description: "Most tokens (prompt and completion, as the upstream reports them) one key may use per minute of the clock; a key that used them rests until the next minute. Counted by each node on its own. 0 sets no limit.",
+		typ:         SettingInt, def: "0", min: 0, max: 1000000000, hasMin: true, required: true,
+		field:    func(s *Settings) any { return &s.UpstreamKeyTPM },
+		override: func(c *GroupConfig) any { return &c.UpstreamKeyTPM },
+	},
 }
 
 func (sp *settingSpec) toDef() SettingDef {
@@ -237,7 +260,7 @@ func settingSpecFor(key string) *settingSpec {
 	return nil
 }
 
-// SettingDefs returns the 18 system settings in the order of API.md 4.1 (Basic, Request,
+// SettingDefs returns the system settings in the order of API.md 4.1 (Basic, Request,
 // Key). The result is a fresh copy.
 func SettingDefs() []SettingDef {
 	defs := make([]SettingDef, len(settingSpecs))
@@ -279,6 +302,9 @@ type Settings struct {
 	KeyValidationConcurrency     int    `json:"key_validation_concurrency"`
 	KeyValidationTimeoutSeconds  int    `json:"key_validation_timeout_seconds"`
 	RetryEmptyResponse           bool   `json:"retry_empty_response"`
+	PromptCacheAffinity          bool   `json:"prompt_cache_affinity"`
+	UpstreamKeyRPM               int    `json:"upstream_key_rpm"`
+	UpstreamKeyTPM               int    `json:"upstream_key_tpm"`
 }
 
 // DefaultSettings are the defaults of API.md 4.1, except failover_status_codes which is
@@ -533,6 +559,9 @@ type GroupConfig struct {
 	KeyValidationTimeoutSeconds  *int    `json:"key_validation_timeout_seconds,omitempty"`
 	EnableRequestBodyLogging     *bool   `json:"enable_request_body_logging,omitempty"`
 	RetryEmptyResponse           *bool   `json:"retry_empty_response,omitempty"`
+	PromptCacheAffinity          *bool   `json:"prompt_cache_affinity,omitempty"`
+	UpstreamKeyRPM               *int    `json:"upstream_key_rpm,omitempty"`
+	UpstreamKeyTPM               *int    `json:"upstream_key_tpm,omitempty"`
 }
 
 // ParseGroupConfig reads a group's config object (API.md 2.4). Empty input, null and {} give

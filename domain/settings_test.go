@@ -86,7 +86,10 @@ func TestSettingDefs(t *testing.T) {
 		{"key_validation_interval_minutes", "key", domain.SettingInt, "60", one, true, true},
 		{"key_validation_concurrency", "key", domain.SettingInt, "10", one, true, true},
 		{"key_validation_timeout_seconds", "key", domain.SettingInt, "20", one, true, true},
-		{"retry_empty_response", "key", domain.SettingBool, "false", nil, false, true}, // ours
+		{"retry_empty_response", "key", domain.SettingBool, "false", nil, false, true},  // ours
+		{"prompt_cache_affinity", "key", domain.SettingBool, "false", nil, false, true}, // ours
+		{"upstream_key_rpm", "key", domain.SettingInt, "0", zero, true, true},           // ours
+		{"upstream_key_tpm", "key", domain.SettingInt, "0", zero, true, true},           // ours
 	}
 	defs := domain.SettingDefs()
 	if len(defs) != len(want) {
@@ -414,8 +417,8 @@ func TestSettingsValues(t *testing.T) {
 	s := domain.DefaultSettings()
 	s.AppURL, s.ProxyKeys, s.EnableRequestBodyLogging, s.MaxRetries = "https://x.example", "a,b", true, 9
 	values := s.Values()
-	if len(values) != 19 {
-		t.Fatalf("Values has %d keys, want 19", len(values))
+	if len(values) != 22 {
+		t.Fatalf("Values has %d keys, want 22", len(values))
 	}
 	want := map[string]any{
 		"app_url": "https://x.example", "proxy_keys": "a,b", "request_log_retention_days": 7,
@@ -425,7 +428,8 @@ func TestSettingsValues(t *testing.T) {
 		"proxy_url": "", "max_retries": 9, "blacklist_threshold": 3,
 		"failover_status_codes": domain.DefaultFailoverStatusCodes, "key_validation_interval_minutes": 60,
 		"key_validation_concurrency": 10, "key_validation_timeout_seconds": 20,
-		"retry_empty_response": false,
+		"retry_empty_response": false, "prompt_cache_affinity": false, "upstream_key_rpm": 0,
+		"upstream_key_tpm": 0,
 	}
 	if !reflect.DeepEqual(values, want) {
 		t.Fatalf("Values =\n%v\nwant\n%v", values, want)
@@ -613,8 +617,8 @@ func TestParseGroupConfigKeys(t *testing.T) {
 			n++
 		}
 	}
-	if n != 15 { // API.md 2.4's 14, and our retry_empty_response
-		t.Fatalf("%d overridable settings, want 15", n)
+	if n != 18 { // API.md 2.4's 14, and our retry_empty_response, prompt_cache_affinity, upstream_key_rpm and upstream_key_tpm
+		t.Fatalf("%d overridable settings, want 18", n)
 	}
 }
 

@@ -122,7 +122,7 @@ func TestSettingsContract(t *testing.T) {
 				"min_value": "?integer", "max_value": "?integer", "required": "bool"})
 		}
 	}
-	if count != 19 { // API.md 4.1's 18, and our retry_empty_response
+	if count != 22 { // API.md 4.1's 18, and our retry_empty_response, prompt_cache_affinity, upstream_key_rpm, upstream_key_tpm
 		t.Errorf("%d settings", count)
 	}
 	first := list(t, field(t, cats[0], "settings"))[0]

@@ -138,7 +138,7 @@ var configOptionKeys = []string{
 	"max_idle_conns_per_host", "response_header_timeout", "proxy_url", "max_retries",
 	"blacklist_threshold", "failover_status_codes", "key_validation_interval_minutes",
 	"key_validation_concurrency", "key_validation_timeout_seconds", "enable_request_body_logging",
-	"retry_empty_response", // ours
+	"retry_empty_response", "prompt_cache_affinity", "upstream_key_rpm", "upstream_key_tpm", // ours
 }
 
 type configOption struct {

@@ -294,6 +294,18 @@ var settingText = map[string][numLangs][2]string{
 		langZH: {"重试空响应", "上游返回 200 但内容为空（没有 choices、candidates 或 content）时，换一个密钥重试。仅适用于非流式响应。"},
 		langJA: {"空の応答を再試行", "上流が 200 で空の応答（choices、candidates、content なし）を返したとき、別のキーで再試行します。ストリーミングでない応答にのみ適用されます。"},
 	},
+	"prompt_cache_affinity": {
+		langZH: {"提示缓存亲和", "同一会话的请求在密钥可用时始终发往同一个密钥，使服务商的提示缓存持续生效。会话由 prompt_cache_key、user、metadata.user_id 或 cachedContent 识别，否则由开头的消息识别。每个节点各自记录会话。"},
+		langJA: {"プロンプトキャッシュのアフィニティ", "同じ会話のリクエストを、そのキーが使える間は同じキーに送り、プロバイダのプロンプトキャッシュを活かします。会話は prompt_cache_key、user、metadata.user_id、cachedContent で、なければ先頭のメッセージで識別します。各ノードが自分の会話を記憶します。"},
+	},
+	"upstream_key_rpm": {
+		langZH: {"每个密钥每分钟请求数", "每个密钥在每个自然分钟内最多发送的请求数；额度用完的密钥休息到下一分钟。由每个节点各自计数。0 表示不限制。"},
+		langJA: {"キーごとの毎分リクエスト数", "1 つのキーに時計の 1 分間で送る最大リクエスト数。使い切ったキーは次の分まで休みます。各ノードが個別に数えます。0 は無制限です。"},
+	},
+	"upstream_key_tpm": {
+		langZH: {"每个密钥每分钟令牌数", "每个密钥在每个自然分钟内最多使用的令牌数（上游报告的提示与补全令牌）；用完的密钥休息到下一分钟。由每个节点各自计数。0 表示不限制。"},
+		langJA: {"キーごとの毎分トークン数", "1 つのキーが時計の 1 分間で使える最大トークン数（上流が報告するプロンプトと補完の合計）。使い切ったキーは次の分まで休みます。各ノードが個別に数えます。0 は無制限です。"},
+	},
 }
 
 // settingName and settingDescription localize a setting's texts; English is the

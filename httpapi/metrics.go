@@ -51,6 +51,7 @@ type Metrics struct {
 	pub   atomic.Pointer[publisherStats]
 	store atomic.Pointer[appendStats]
 	facts atomic.Pointer[func() uint64]
+	aff   atomic.Pointer[func() (hits, moved, misses uint64)]
 }
 
 // AppendStatser reads the event log's append counters; *events.Store implements it.
@@ -69,6 +70,12 @@ func (m *Metrics) WatchStore(s AppendStatser) {
 // not keep up (proxy.Handler.DroppedFacts) to every scrape.
 func (m *Metrics) WatchDroppedFacts(dropped func() uint64) {
 	m.facts.Store(&dropped)
+}
+
+// WatchAffinity adds the prompt-cache affinity lookups of the proxy (hits, moves to
+// another key, misses; proxy.Handler.AffinityStats) to every scrape.
+func (m *Metrics) WatchAffinity(stats func() (hits, moved, misses uint64)) {
+	m.aff.Store(&stats)
 }
 
 // PublisherStats reads the counters of the request-log publisher;
@@ -311,11 +318,12 @@ var (
 	descConflicts = prometheus.NewDesc("gpt_load_event_append_conflicts_total", "Appends refused because the aggregate had moved on (another writer came first).", nil, nil)
 	descAppendErr = prometheus.NewDesc("gpt_load_event_append_errors_total", "Appends that failed otherwise (NATS out of reach, timeout, event too large).", nil, nil)
 	descFacts     = prometheus.NewDesc("gpt_load_key_health_facts_dropped_total", "Key-health facts this node dropped because the event log did not keep up.", nil, nil)
+	descAffinity  = prometheus.NewDesc("gpt_load_prompt_cache_affinity_total", "Prompt-cache affinity lookups by result: hit (the conversation's key served), moved (its key rested or failed, another took over), miss (a conversation new to this node).", []string{"result"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKeys, descApplied, descLag, descCaught, descBacklog, descBytes, descParked, descLeader, descTask, descWritten, descPub, descDropped, descQueued,
-		descResting, descAppends, descConflicts, descAppendErr, descFacts} {
+		descResting, descAppends, descConflicts, descAppendErr, descFacts, descAffinity} {
 		ch <- d
 	}
 }
@@ -379,6 +387,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := c.m.facts.Load(); f != nil {
 		ch <- prometheus.MustNewConstMetric(descFacts, prometheus.CounterValue, float64((*f)()))
+	}
+	if f := c.m.aff.Load(); f != nil {
+		hits, moved, misses := (*f)()
+		ch <- prometheus.MustNewConstMetric(descAffinity, prometheus.CounterValue, float64(hits), "hit")
+		ch <- prometheus.MustNewConstMetric(descAffinity, prometheus.CounterValue, float64(moved), "moved")
+		ch <- prometheus.MustNewConstMetric(descAffinity, prometheus.CounterValue, float64(misses), "miss")
 	}
 	if rl := d.Health.RequestLogs; rl != nil {
 		b := rl.Backlog()

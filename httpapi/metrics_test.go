@@ -60,14 +60,18 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	t.Cleanup(func() { h.Close() })
 	ph.Store(h)
 	m.WatchStore(n.store)
+	m.WatchAffinity(func() (uint64, uint64, uint64) {
+		st := h.AffinityStats()
+		return st.Hits, st.Moved, st.Misses
+	})
 	var g struct {
 		ID uint64 `json:"id"`
 	}
-	n.do("POST", "/api/groups", `{"name":"metered","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-m","upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`).ok(t, &g)
+	n.do("POST", "/api/groups", `{"name":"metered","channel_type":"openai","test_model":"m","proxy_keys":"sk-proxy-m","config":{"prompt_cache_affinity":true},"upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`).ok(t, &g)
 	n.do("POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-up-1\nsk-up-2\nsk-up-3"}`, g.ID)).ok(t, nil)
 	call := func(model string, want int) {
 		t.Helper()
-		r := n.send("POST", "/proxy/metered/v1/chat/completions", `{"model":"`+model+`","messages":[]}`, "Authorization", "Bearer sk-proxy-m")
+		r := n.send("POST", "/proxy/metered/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`, "Authorization", "Bearer sk-proxy-m")
 		if r.code != want {
 			t.Fatalf("proxied %s: %d %s", model, r.code, r.body)
 		}
@@ -127,6 +131,10 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 		want   float64
 	}{
 		{"gpt_load_proxy_requests_total", map[string]string{"group": "metered", "channel": "openai", "status": "200"}, 6},
+		// One conversation: new at the first call, then found for the 8 others.
+		{"gpt_load_prompt_cache_affinity_total", map[string]string{"result": "miss"}, 1},
+		{"gpt_load_prompt_cache_affinity_total", map[string]string{"result": "hit"}, 8},
+		{"gpt_load_prompt_cache_affinity_total", map[string]string{"result": "moved"}, 0},
 		{"gpt_load_proxy_requests_total", map[string]string{"group": "metered", "channel": "openai", "status": "400"}, 3},
 		{"gpt_load_proxy_attempts_total", map[string]string{"group": "metered", "status": "200"}, 6},
 		{"gpt_load_proxy_request_duration_seconds", map[string]string{"group": "metered", "status": "200"}, 6},

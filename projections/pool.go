@@ -56,6 +56,8 @@ type entry struct {
 	out      atomic.Bool   // not selectable: blacklisted, disabled or removed
 	gen      atomic.Uint64 // the key's state generation: new whenever the projection syncs it
 	hold     atomic.Pointer[hold]
+	reqs     meter // requests sent with the key in the current minute (this node's)
+	toks     meter // tokens the key used in the current minute (this node's)
 }
 
 // hold is this node's own exclusion of a key, valid while the entry's generation is gen.
@@ -64,15 +66,18 @@ type hold struct {
 	until int64
 }
 
-// wake is when the entry can next be picked (math.MaxInt64: not before the projection
-// changes it); at or before now it can be picked now.
-func (e *entry) wake() int64 {
+// wake is when the entry can next be picked under budget b (math.MaxInt64: not before
+// the projection changes it); at or before now it can be picked now.
+func (e *entry) wake(b Budget, now int64) int64 {
 	if e.out.Load() {
 		return math.MaxInt64
 	}
 	w := e.until.Load()
 	if h := e.hold.Load(); h != nil && h.until > w && h.gen == e.gen.Load() {
 		w = h.until
+	}
+	if b.on() && w <= now {
+		w = max(w, b.wake(e, now))
 	}
 	return w
 }
@@ -139,7 +144,7 @@ func (h *hint) reset() {
 
 // scanBlock returns the first entry of block b that can be picked at now, else the
 // earliest time one can (and records it in the block's hint).
-func scanBlock(c *chunk, hs *hints, b int, now int64) (*entry, int64) {
+func scanBlock(c *chunk, hs *hints, b int, bud Budget, now int64) (*entry, int64) {
 	h := &hs.block[b]
 	v := h.v.Load()
 	if w := hintWake(v); w > now {
@@ -148,7 +153,7 @@ func scanBlock(c *chunk, hs *hints, b int, now int64) (*entry, int64) {
 	wake := int64(math.MaxInt64)
 	for j := b * blockSize; j < (b+1)*blockSize; j++ {
 		e := &c[j]
-		w := e.wake()
+		w := e.wake(bud, now)
 		if w <= now {
 			return e, 0
 		}
@@ -159,14 +164,14 @@ func scanBlock(c *chunk, hs *hints, b int, now int64) (*entry, int64) {
 }
 
 // scanAll is scanBlock for the whole chunk.
-func scanAll(c *chunk, hs *hints, now int64) *entry {
+func scanAll(c *chunk, hs *hints, bud Budget, now int64) *entry {
 	v := hs.all.v.Load()
 	if hintWake(v) > now {
 		return nil
 	}
 	wake := int64(math.MaxInt64)
 	for b := range len(hs.block) {
-		e, w := scanBlock(c, hs, b, now)
+		e, w := scanBlock(c, hs, b, bud, now)
 		if e != nil {
 			return e
 		}
@@ -203,7 +208,7 @@ func (p *Pool) Len() int { return p.n }
 // scan returns the first entry in [lo, hi) that can be picked at now. Hints are only read
 // and written for blocks and chunks that lie wholly in [lo, hi), and hi never exceeds the
 // pool's length, so entries appended later never hide behind an older version's hint.
-func (p *Pool) scan(lo, hi int, now int64) *entry {
+func (p *Pool) scan(lo, hi int, b Budget, now int64) *entry {
 	for i := lo; i < hi; {
 		k, o := i/chunkSize, i%chunkSize
 		c, hs := p.chunks[k], p.hints[k]
@@ -213,27 +218,27 @@ func (p *Pool) scan(lo, hi int, now int64) *entry {
 			continue
 		}
 		if o == 0 && i+chunkSize <= hi {
-			if e := scanAll(c, hs, now); e != nil {
+			if e := scanAll(c, hs, b, now); e != nil {
 				return e
 			}
 			i += chunkSize
 			continue
 		}
-		b := o / blockSize
+		bi := o / blockSize
 		next := i - o%blockSize + blockSize
-		if hintWake(hs.block[b].v.Load()) > now {
+		if hintWake(hs.block[bi].v.Load()) > now {
 			i = next
 			continue
 		}
 		if o%blockSize == 0 && next <= hi {
-			if e, _ := scanBlock(c, hs, b, now); e != nil {
+			if e, _ := scanBlock(c, hs, bi, b, now); e != nil {
 				return e
 			}
 			i = next
 			continue
 		}
 		for end := min(hi, next); i < end; i++ {
-			if e := &c[i%chunkSize]; e.wake() <= now {
+			if e := &c[i%chunkSize]; e.wake(b, now) <= now {
 				return e
 			}
 		}
@@ -260,21 +265,52 @@ func newPoolHolder(ks *domain.KeySet) *poolHolder {
 
 // pick selects the next usable key by round robin: no lock, no allocation. When the key
 // in turn rests, the scan for the next one steps over resting blocks and chunks by their
-// hints, so a pool that mostly rests costs about as much as a healthy one.
-func (h *poolHolder) pick(now int64) (PoolKey, bool) {
+// hints, so a pool that mostly rests costs about as much as a healthy one. Under a
+// budget the pick counts a request against the key it returns; a key whose budget is
+// spent rests until the next minute.
+func (h *poolHolder) pick(now int64) (PoolKey, bool) { return h.pickWithin(Budget{}, now) }
+
+// pickWithin is pick under budget b: it counts a request against the key it returns, and
+// a key whose budget is spent rests until the next minute.
+func (h *poolHolder) pickWithin(b Budget, now int64) (PoolKey, bool) {
 	p := h.p.Load()
 	n := p.n
 	if n == 0 {
 		return PoolKey{}, false
 	}
 	i := int(h.rr.Add(1) % uint64(n))
-	e := p.at(i)
-	if e.wake() > now {
-		if e = p.scan(i+1, n, now); e == nil {
-			if e = p.scan(0, i, now); e == nil {
-				return PoolKey{}, false
+	for range maxTakeRaces {
+		e := p.at(i)
+		if e.wake(b, now) > now {
+			if e = p.scan(i+1, n, b, now); e == nil {
+				if e = p.scan(0, i, b, now); e == nil {
+					return PoolKey{}, false
+				}
 			}
 		}
+		if !b.on() || b.take(e, now) {
+			return e.key(h), true
+		}
+		// Another request took the last of the key's budget since the scan: go on from it.
+		i = p.index(e.id)
+	}
+	return PoolKey{}, false
+}
+
+// maxTakeRaces bounds the keys one pick may lose to other requests' budget takes.
+const maxTakeRaces = 16
+
+// pickID returns key id when it is in the pool and can be picked at now, counting it
+// against budget b like pick.
+func (h *poolHolder) pickID(id uint64, b Budget, now int64) (PoolKey, bool) {
+	p := h.p.Load()
+	i := p.index(id)
+	if i < 0 {
+		return PoolKey{}, false
+	}
+	e := p.at(i)
+	if e.wake(b, now) > now || (b.on() && !b.take(e, now)) {
+		return PoolKey{}, false
 	}
 	return e.key(h), true
 }
@@ -394,6 +430,17 @@ func (h *poolHolder) sync(id uint64, k *domain.Key) {
 	hs := p.hints[i/chunkSize]
 	hs.block[i%chunkSize/blockSize].reset()
 	hs.all.reset()
+}
+
+// resetHints drops every resting hint of the pool.
+func (h *poolHolder) resetHints() {
+	p := h.p.Load()
+	for _, hs := range p.hints {
+		for i := range hs.block {
+			hs.block[i].reset()
+		}
+		hs.all.reset()
+	}
 }
 
 // needsRebuild says whether the pool should be rebuilt: it lacks a selectable key, or a

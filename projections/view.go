@@ -41,6 +41,7 @@ type GroupView struct {
 	Effective     domain.Settings     // group config over system settings
 	FailoverCodes domain.StatusCodes  // parsed Effective.FailoverStatusCodes
 	ProxyKeys     map[string]struct{} // the group's own proxy keys
+	Budget        Budget              // Effective.UpstreamKeyRPM and UpstreamKeyTPM
 	pool          *poolHolder
 }
 
@@ -59,8 +60,15 @@ func (v *View) GroupByName(name string) (*GroupView, bool) {
 // Pool returns the group's current key pool.
 func (g *GroupView) Pool() *Pool { return g.pool.p.Load() }
 
-// Pick selects the next usable key of the group by round robin.
-func (g *GroupView) Pick(now int64) (PoolKey, bool) { return g.pool.pick(now) }
+// Pick selects the next usable key of the group by round robin, within the group's
+// per-key budget.
+func (g *GroupView) Pick(now int64) (PoolKey, bool) { return g.pool.pickWithin(g.Budget, now) }
+
+// PickID returns the group's key id when it is usable at now (in rotation, not resting,
+// within its budget), counted like Pick.
+func (g *GroupView) PickID(id uint64, now int64) (PoolKey, bool) {
+	return g.pool.pickID(id, g.Budget, now)
+}
 
 func buildView(s *domain.State, prev *View) *View {
 	v := &View{
@@ -83,10 +91,15 @@ func buildView(s *domain.State, prev *View) *View {
 			// system setting rather than retry nothing.
 			codes, _ = domain.ParseStatusCodes(domain.DefaultFailoverStatusCodes)
 		}
-		gv := &GroupView{Group: g, Effective: eff, FailoverCodes: codes, ProxyKeys: keySet(g.ProxyKeys)}
+		gv := &GroupView{Group: g, Effective: eff, FailoverCodes: codes, ProxyKeys: keySet(g.ProxyKeys),
+			Budget: Budget{Requests: uint32(max(eff.UpstreamKeyRPM, 0)), Tokens: uint32(max(eff.UpstreamKeyTPM, 0))}}
 		if prev != nil {
 			if old, ok := prev.byID[g.ID]; ok {
 				gv.pool = old.pool
+				if old.Budget != gv.Budget {
+					// Resting hints written under the old budget may rest too long now.
+					gv.pool.resetHints()
+				}
 			}
 		}
 		if gv.pool == nil {

@@ -99,19 +99,18 @@ func (m memUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // BenchmarkRequestPath is one proxied request end to end in process, request log
 // included: routing, proxy-key check, body read, key pick, upstream request built and
-// answered by an in-memory round tripper, response relayed into a recorder.
+// answered by an in-memory round tripper, response relayed into a recorder; "affinity" is
+// plain with prompt_cache_affinity on (one conversation, found every time).
 func BenchmarkRequestPath(b *testing.B) {
-	for _, stream := range []bool{false, true} {
-		name := "plain"
-		if stream {
-			name = "stream"
-		}
+	for _, name := range []string{"plain", "stream", "affinity"} {
+		stream := name == "stream"
 		b.Run(name, func(b *testing.B) {
 			e := newEnv(b, envOpts{cfg: proxy.Config{
 				MaxConcurrentRequests: 1 << 20,
 				Transport:             func() http.RoundTripper { return memUpstream{stream: stream} },
 			}})
-			gid := e.group("bench", groupOpts{upstreams: []string{"http://upstream.invalid"}})
+			gid := e.group("bench", groupOpts{upstreams: []string{"http://upstream.invalid"},
+				config: map[string]any{"prompt_cache_affinity": name == "affinity"}})
 			keys := make([]string, 100)
 			for i := range keys {
 				keys[i] = fmt.Sprint("sk-bench-", i)

@@ -56,6 +56,11 @@ type Config struct {
 	RetryEmptyAnswer func(g *projections.GroupView) bool
 	// HealthQueue bounds the key-health facts waiting for the log (default 4096).
 	HealthQueue int
+	// AffinityEntries bounds the conversations this node remembers for prompt-cache
+	// affinity (default 65,536); AffinityTTL is how long an unused one is kept (default
+	// 1 h, the longest prompt-cache lifetime providers offer).
+	AffinityEntries int
+	AffinityTTL     time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
 	// Transport replaces the network transport built from a group's settings (benchmarks
@@ -78,6 +83,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.HealthQueue <= 0 {
 		c.HealthQueue = 4096
+	}
+	if c.AffinityEntries <= 0 {
+		c.AffinityEntries = 1 << 16
+	}
+	if c.AffinityTTL <= 0 {
+		c.AffinityTTL = time.Hour
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -104,6 +115,7 @@ type Handler struct {
 	health   *health
 	groups   *groupCache
 	limits   *limits.Limiter
+	affinity *affinity
 	inflight atomic.Int64
 }
 
@@ -123,9 +135,10 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg: cfg, views: deps.Views, logs: deps.Logs, log: deps.Log,
-		health: newHealth(deps.Facts, cfg.HealthQueue, deps.Log),
-		groups: &groupCache{clients: newTransports(rt)},
-		limits: deps.Limits,
+		health:   newHealth(deps.Facts, cfg.HealthQueue, deps.Log),
+		groups:   &groupCache{clients: newTransports(rt)},
+		limits:   deps.Limits,
+		affinity: newAffinity(cfg.AffinityEntries, cfg.AffinityTTL),
 	}
 	if h.limits == nil {
 		h.limits = limits.New(limits.Config{Now: cfg.Now, Log: deps.Log})

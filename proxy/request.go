@@ -51,6 +51,8 @@ type request struct {
 	named        *domain.ProxyKey // the named proxy key, when the client used one
 	upstreamNS   int64            // the latest attempt's wait for the upstream's headers; 0 once logged
 
+	conv         uint64    // the conversation the body names, with prompt-cache affinity on; 0: none
+	convPicked   bool      // the first pick looked the conversation up
 	now          int64     // Unix ns: the request's start, then the end of its latest attempt
 	tried        [8]uint64 // the first keys this request has tried
 	ntried       int
@@ -94,6 +96,19 @@ func (p *request) serve(v *projections.View) {
 
 	if !p.readBody() {
 		return
+	}
+	if p.serving.Effective.PromptCacheAffinity {
+		// The client's own body names the conversation, before any override.
+		p.conv, _ = h.affinity.conversation(p.serving.ID, p.body)
+		if haveFirst && p.conv != 0 {
+			// An aggregate chose its member and a key before the body was read: the
+			// conversation's key of that member, when usable, serves instead.
+			p.convPicked = true
+			if k, ok := p.affinityPick(p.now); ok && k.ID != first.ID {
+				p.markTried(k.ID)
+				first = k
+			}
+		}
 	}
 	ch := p.ss.ch
 	p.stream = ch.Stream(p.r, p.body)
@@ -180,6 +195,13 @@ func (p *request) chooseMember(v *projections.View) (*projections.GroupView, poo
 // the key), so that its retries can reach another upstream.
 func (p *request) pick(reuse bool) (poolKey, bool) {
 	now := p.now
+	if p.conv != 0 && !p.convPicked {
+		p.convPicked = true
+		if k, ok := p.affinityPick(now); ok && !p.triedKey(k.ID) {
+			p.markTried(k.ID)
+			return k, true
+		}
+	}
 	// Other requests move the round robin too: allow a few more picks than keys tried.
 	for range p.ntried + 8 {
 		k, ok := p.serving.Pick(now)
@@ -187,12 +209,7 @@ func (p *request) pick(reuse bool) (poolKey, bool) {
 			break
 		}
 		if !p.triedKey(k.ID) {
-			if p.ntried < len(p.tried) {
-				p.tried[p.ntried] = k.ID
-			} else {
-				p.triedMore = append(p.triedMore, k.ID)
-			}
-			p.ntried++
+			p.markTried(k.ID)
 			return k, true
 		}
 		if reuse && p.serving.Pool().Len() == 1 {
@@ -200,6 +217,15 @@ func (p *request) pick(reuse bool) (poolKey, bool) {
 		}
 	}
 	return poolKey{}, false
+}
+
+func (p *request) markTried(id uint64) {
+	if p.ntried < len(p.tried) {
+		p.tried[p.ntried] = id
+	} else {
+		p.triedMore = append(p.triedMore, id)
+	}
+	p.ntried++
 }
 
 func (p *request) triedKey(id uint64) bool {
@@ -406,6 +432,9 @@ func (p *request) attempt(key poolKey, more bool) *failure {
 	}
 
 	h.health.succeeded(ss.group.ID, key)
+	if p.conv != 0 {
+		h.affinity.put(p.conv, key.ID, p.now)
+	}
 	if p.modelList {
 		p.answerModelList(resp, key, upAddr)
 		return nil
@@ -546,6 +575,10 @@ func (p *request) logOwn(status int, msg string, key poolKey) {
 }
 
 func (p *request) logRecord(typ string, key poolKey, status int, success bool, errMsg, upAddr string, u channel.Usage) {
+	serving := p.serving
+	if serving == nil {
+		serving = p.group
+	}
 	now := p.h.cfg.Now()
 	u = u.Final()
 	if u.Prompt == 0 && u.Completion == 0 {
@@ -554,13 +587,12 @@ func (p *request) logRecord(typ string, key poolKey, status int, success bool, e
 	if p.named != nil {
 		p.h.limits.Charge(p.named.ID, u.Prompt+u.Completion, now.UnixNano())
 	}
+	if serving.Budget.Tokens != 0 {
+		key.Spend(u.Total, now.UnixNano())
+	}
 	logs := p.h.logs
 	if logs == nil {
 		return
-	}
-	serving := p.serving
-	if serving == nil {
-		serving = p.group
 	}
 	rec := logPool.Get().(*domain.RequestLog)
 	defer func() { *rec = domain.RequestLog{}; logPool.Put(rec) }()

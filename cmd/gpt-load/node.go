@@ -218,6 +218,10 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	}
 	n.metrics.WatchStore(n.store)
 	n.metrics.WatchDroppedFacts(n.proxy.DroppedFacts)
+	n.metrics.WatchAffinity(func() (uint64, uint64, uint64) {
+		st := n.proxy.AffinityStats()
+		return st.Hits, st.Moved, st.Misses
+	})
 	n.valid = n.proxy.Validator(proxy.ValidatorDeps{
 		State: n.proj, Marker: n.commands, Log: log.With().Str("component", "validation").Logger(),
 	})

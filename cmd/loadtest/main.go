@@ -1,6 +1,7 @@
 // Command loadtest measures the proxy against a bare reverse proxy on loopback, in one run.
 //
 //	go run ./cmd/loadtest run [-duration 5s] [-warmup 1s] [-concurrency 1,64] [-keys 100]
+//	go run ./cmd/loadtest affinity [-conversations 1000] [-keys 100] [-duration 5s] [-concurrency 64]
 //
 // run starts three child processes of this same binary: a fake upstream (upstream), a bare
 // net/http/httputil.ReverseProxy in front of it (baseline), and a gpt-load node core with
@@ -12,6 +13,10 @@
 // and p99 latency, errors, and the CPU time the target process spent per request, read
 // from the process itself with getrusage. Every process runs on this machine; every
 // address is 127.0.0.1.
+//
+// affinity measures prompt-cache affinity instead (see affinity.go): conversations of
+// growing turns through a group with prompt_cache_affinity and through one without, the
+// share of turns that reach the key of the conversation's previous turn, and throughput.
 package main
 
 import (
@@ -40,13 +45,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadtest run|upstream|baseline|node [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadtest run|affinity|upstream|baseline|node [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "run":
 		err = runAll(os.Args[2:])
+	case "affinity":
+		err = runAffinity(os.Args[2:])
 	case "upstream":
 		err = serveUpstream(os.Args[2:])
 	case "baseline":
@@ -124,10 +131,13 @@ func serveUpstream(args []string) error {
 	plain := []byte(plainAnswer)
 	return listenAndServe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if r.Header.Get("Authorization") == "" {
+		auth := r.Header.Get("Authorization")
+		if auth == "" {
 			http.Error(w, `{"error":{"message":"no key"}}`, http.StatusUnauthorized)
 			return
 		}
+		// Which key served: the affinity measure reads it (the keys are fake).
+		w.Header().Set(keyHeader, strings.TrimPrefix(auth, "Bearer "))
 		if !bytes.Contains(body, []byte(`"stream":true`)) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Content-Length", strconv.Itoa(len(plain)))
@@ -399,7 +409,11 @@ func drive(target, key, mode string, conc int, d time.Duration) result {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	return summarize(mode, conc, lat, errs, time.Since(start))
+}
+
+// summarize is the result of a phase: the latencies of its good requests, its errors.
+func summarize(mode string, conc int, lat []time.Duration, errs int, elapsed time.Duration) result {
 	slices.Sort(lat)
 	r := result{mode: mode, conc: conc, reqs: len(lat) + errs, errs: errs, rps: float64(len(lat)) / elapsed.Seconds()}
 	if n := len(lat); n > 0 {

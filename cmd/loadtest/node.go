@@ -35,6 +35,7 @@ func serveNode(args []string) error {
 	nkeys := fs.Int("keys", 100, "upstream keys")
 	sqlDSN := fs.String("sql", "", "database the request logs are written to, as a node does (default: SQLite in -data; \"none\": logs stay in the stream)")
 	named := fs.Bool("named", false, "also create a named proxy key with limits far above the load (RPM, TPM, daily and monthly tokens) and write its secret to -data/named-key")
+	affinity := fs.Bool("affinity", false, "also a group \"bench-affinity\" of the same keys with prompt_cache_affinity on")
 	fs.Parse(args)
 	if *upstream == "" || *dataDir == "" {
 		return errors.New("node needs -upstream and -data")
@@ -79,20 +80,28 @@ func serveNode(args []string) error {
 	}
 	ups, _ := json.Marshal([]map[string]any{{"url": *upstream, "weight": 1}})
 	// The idle pools match the baseline's, so neither pays for reconnecting at -concurrency.
-	cfg, _ := json.Marshal(map[string]any{"max_idle_conns": 256, "max_idle_conns_per_host": 256})
-	name, ch, model := "bench", "openai", "gpt-bench"
-	g, err := cmds.CreateGroup(ctx, events.ActorAdmin, domain.GroupInput{
-		Name: &name, ChannelType: &ch, TestModel: &model, Upstreams: ups, Config: cfg,
-	})
-	if err != nil {
-		return err
-	}
+	conf := map[string]any{"max_idle_conns": 256, "max_idle_conns_per_host": 256}
 	keys := make([]string, *nkeys)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("sk-upstream-%06d", i)
 	}
-	if _, err := cmds.AddKeys(ctx, events.ActorAdmin, g.ID, keys, nil); err != nil {
-		return err
+	groups := []string{"bench"}
+	if *affinity {
+		groups = append(groups, "bench-affinity")
+	}
+	for _, name := range groups {
+		conf["prompt_cache_affinity"] = name == "bench-affinity"
+		cfg, _ := json.Marshal(conf)
+		ch, model := "openai", "gpt-bench"
+		g, err := cmds.CreateGroup(ctx, events.ActorAdmin, domain.GroupInput{
+			Name: &name, ChannelType: &ch, TestModel: &model, Upstreams: ups, Config: cfg,
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := cmds.AddKeys(ctx, events.ActorAdmin, g.ID, keys, nil); err != nil {
+			return err
+		}
 	}
 	projDone := make(chan struct{})
 	var proj *sqllog.Projector

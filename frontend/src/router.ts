@@ -7,6 +7,7 @@ export const routes: RouteRecordRaw[] = [
   { path: '/keys', name: 'keys', component: () => import('./views/KeysView.vue') },
   { path: '/logs', name: 'logs', component: () => import('./views/LogsView.vue') },
   { path: '/usage', name: 'usage', component: () => import('./views/UsageView.vue') },
+  { path: '/proxy-keys', name: 'proxy-keys', component: () => import('./views/ProxyKeysView.vue') },
   { path: '/settings', name: 'settings', component: () => import('./views/SettingsView.vue') },
   { path: '/audit', name: 'audit', component: () => import('./views/AuditView.vue') },
   { path: '/import', name: 'import', component: () => import('./views/ImportView.vue') },

@@ -181,6 +181,8 @@ export interface UsageItem extends UsageFigures {
   key_id?: number
   proxy_key_fp?: string
   proxy_key_name?: string
+  /** A named proxy key, across its rotations. */
+  proxy_key_id?: number
 }
 export interface Usage {
   from: string
@@ -199,4 +201,48 @@ export interface AuditItem {
   node: string
   group_ids: number[]
   details: unknown
+}
+
+/** Tokens of the current UTC day and month; null where the key has no quota. */
+export interface ProxyKeyTokens {
+  daily_tokens: number | null
+  monthly_tokens: number | null
+}
+/**
+ * A proxy key of GET /api/proxy-keys: a named one (source "named", with an id), or one of
+ * the comma-separated proxy_keys of the settings or of a group (read-only, no id).
+ */
+export interface ProxyKey {
+  id?: number
+  name: string
+  source: 'named' | 'global' | 'group'
+  read_only: boolean
+  masked: string
+  groups: string[]
+  enabled: boolean
+  expired: boolean
+  expires_at: string | null
+  notes: string
+  rpm: number
+  tpm: number
+  daily_tokens: number
+  monthly_tokens: number
+  usage?: ProxyKeyTokens
+  remaining: ProxyKeyTokens
+  /** The secret: only in the answers of create and rotate. */
+  key?: string
+  created_at: string | null
+  last_used_at: string | null
+}
+/** The body of a named proxy key's create or update. */
+export interface ProxyKeyInput {
+  name: string
+  groups: string[]
+  enabled: boolean
+  expires_at: string | null
+  notes: string
+  rpm: number
+  tpm: number
+  daily_tokens: number
+  monthly_tokens: number
 }

@@ -1,5 +1,5 @@
 export default {
-  nav: { dashboard: 'Dashboard', keys: 'Keys', logs: 'Logs', usage: 'Usage', settings: 'Settings', audit: 'Audit', import: 'Import', logout: 'Log out', menu: 'Main menu' },
+  nav: { dashboard: 'Dashboard', keys: 'Keys', logs: 'Logs', usage: 'Usage', settings: 'Settings', audit: 'Audit', import: 'Import', proxyKeys: 'Proxy keys', logout: 'Log out', menu: 'Main menu' },
   theme: { system: 'System', light: 'Light', dark: 'Dark' },
   common: {
     close: 'Close', actions: 'Actions', add: 'Add', cancel: 'Cancel', confirm: 'Confirm', copy: 'Copy', delete: 'Delete', deleted: 'Deleted', edit: 'Edit',
@@ -71,9 +71,23 @@ export default {
     exportLogs: 'Logs (CSV)', exportKeys: 'Distinct keys (CSV)', total: '{n} logs', detail: 'Request', path: 'Path', upstream: 'Upstream',
     userAgent: 'User agent', body: 'Request body', stream: 'stream',
   },
+  proxyKeys: {
+    name: 'Name', key: 'Key', groups: 'Groups', allGroups: 'All groups', groupsHint: 'None chosen: every group', enabled: 'Enabled',
+    readOnly: 'read-only', limits: 'Limits', expires: 'Expires', expired: 'Expired', never: 'Never', lastUsed: 'Last used',
+    remaining: 'Tokens left', day: 'today', month: 'this month', notes: 'Notes', create: 'Proxy key', createTitle: 'New proxy key',
+    editTitle: 'Edit proxy key {name}', rotate: 'Rotate', delete: 'Delete proxy key',
+    confirmRotate: 'Give "{name}" a new secret? Clients using the current one are refused from now on.',
+    confirmDelete: 'Delete proxy key "{name}"? Clients using it are refused from now on.',
+    secretTitle: 'Secret of {name}', secretOnce: 'Copy the secret now: it is shown only this once.',
+    zeroNone: 'empty or 0: no limit', rpmValue: '{n} req/min', tpmValue: '{n} tokens/min',
+    unavailable: 'This server does not manage named proxy keys yet.',
+    source: { named: 'named', global: 'Global proxy key', group: 'Group proxy key' },
+    field: { rpm: 'Requests per minute', tpm: 'Tokens per minute', daily_tokens: 'Tokens per day', monthly_tokens: 'Tokens per month' },
+    err: { name: '1 to 100 characters', limit: 'A whole number of 0 or more', expires: 'Must be in the future' },
+  },
   usage: {
     by: { hour: 'Hour', day: 'Day', model: 'Model', key: 'Key', proxy_key: 'Proxy key' },
-    requests: 'Requests', failures: 'Failures', prompt: 'Prompt tokens', completion: 'Completion tokens', total: 'Total tokens',
+    proxyKeyFilter: 'Proxy key #{id}', requests: 'Requests', failures: 'Failures', prompt: 'Prompt tokens', completion: 'Completion tokens', total: 'Total tokens',
   },
   settings: { nothing: 'Nothing changed' },
   audit: {

@@ -1,7 +1,7 @@
 import type en from './en'
 
 const ja: typeof en = {
-  nav: { dashboard: 'ダッシュボード', keys: 'キー管理', logs: 'ログ', usage: '使用量', settings: '設定', audit: '監査', import: 'インポート', logout: 'ログアウト', menu: 'メインメニュー' },
+  nav: { dashboard: 'ダッシュボード', keys: 'キー管理', logs: 'ログ', usage: '使用量', settings: '設定', audit: '監査', import: 'インポート', proxyKeys: 'プロキシキー', logout: 'ログアウト', menu: 'メインメニュー' },
   theme: { system: 'システム', light: 'ライト', dark: 'ダーク' },
   common: {
     close: '閉じる', actions: '操作', add: '追加', cancel: 'キャンセル', confirm: '確認', copy: 'コピー', delete: '削除', deleted: '削除しました', edit: '編集',
@@ -73,9 +73,23 @@ const ja: typeof en = {
     exportLogs: 'ログ（CSV）', exportKeys: '重複なしのキー（CSV）', total: '{n} 件のログ', detail: 'リクエスト', path: 'パス', upstream: 'アップストリーム',
     userAgent: 'ユーザーエージェント', body: 'リクエスト本文', stream: 'ストリーム',
   },
+  proxyKeys: {
+    name: '名前', key: 'キー', groups: 'グループ', allGroups: 'すべてのグループ', groupsHint: '未選択：すべてのグループ', enabled: '有効',
+    readOnly: '読み取り専用', limits: '制限', expires: '有効期限', expired: '期限切れ', never: '無期限', lastUsed: '最終使用',
+    remaining: '残りトークン', day: '今日', month: '今月', notes: 'メモ', create: 'プロキシキー', createTitle: '新しいプロキシキー',
+    editTitle: 'プロキシキー {name} を編集', rotate: 'ローテーション', delete: 'プロキシキーを削除',
+    confirmRotate: '「{name}」に新しいシークレットを発行しますか？現在のシークレットを使うクライアントは拒否されます。',
+    confirmDelete: 'プロキシキー「{name}」を削除しますか？これを使うクライアントは拒否されます。',
+    secretTitle: '{name} のシークレット', secretOnce: '今すぐシークレットをコピーしてください。表示されるのはこの一度だけです。',
+    zeroNone: '空または 0：制限なし', rpmValue: '{n} リクエスト/分', tpmValue: '{n} トークン/分',
+    unavailable: 'このサーバーは名前付きプロキシキーの管理にまだ対応していません。',
+    source: { named: '名前付き', global: 'グローバルプロキシキー', group: 'グループのプロキシキー' },
+    field: { rpm: '毎分リクエスト数', tpm: '毎分トークン数', daily_tokens: '1 日のトークン数', monthly_tokens: '1 か月のトークン数' },
+    err: { name: '1〜100 文字', limit: '0 以上の整数', expires: '未来の日時を指定してください' },
+  },
   usage: {
     by: { hour: '時間', day: '日', model: 'モデル', key: 'キー', proxy_key: 'プロキシキー' },
-    requests: 'リクエスト', failures: '失敗', prompt: '入力トークン', completion: '出力トークン', total: '合計トークン',
+    proxyKeyFilter: 'プロキシキー #{id}', requests: 'リクエスト', failures: '失敗', prompt: '入力トークン', completion: '出力トークン', total: '合計トークン',
   },
   settings: { nothing: '変更はありません' },
   audit: {

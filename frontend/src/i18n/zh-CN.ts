@@ -1,7 +1,7 @@
 import type en from './en'
 
 const zhCN: typeof en = {
-  nav: { dashboard: '仪表盘', keys: '密钥管理', logs: '日志', usage: '用量', settings: '系统设置', audit: '审计', import: '导入', logout: '退出登录', menu: '主菜单' },
+  nav: { dashboard: '仪表盘', keys: '密钥管理', logs: '日志', usage: '用量', settings: '系统设置', audit: '审计', import: '导入', proxyKeys: '代理密钥', logout: '退出登录', menu: '主菜单' },
   theme: { system: '跟随系统', light: '浅色', dark: '深色' },
   common: {
     close: '关闭', actions: '操作', add: '添加', cancel: '取消', confirm: '确认', copy: '复制', delete: '删除', deleted: '已删除', edit: '编辑',
@@ -73,9 +73,23 @@ const zhCN: typeof en = {
     exportLogs: '日志（CSV）', exportKeys: '去重密钥（CSV）', total: '共 {n} 条日志', detail: '请求详情', path: '路径', upstream: '上游',
     userAgent: '用户代理', body: '请求体', stream: '流式',
   },
+  proxyKeys: {
+    name: '名称', key: '密钥', groups: '分组', allGroups: '全部分组', groupsHint: '不选择：所有分组', enabled: '启用',
+    readOnly: '只读', limits: '限制', expires: '过期时间', expired: '已过期', never: '永不过期', lastUsed: '最后使用',
+    remaining: '剩余令牌', day: '今日', month: '本月', notes: '备注', create: '代理密钥', createTitle: '新建代理密钥',
+    editTitle: '编辑代理密钥 {name}', rotate: '轮换', delete: '删除代理密钥',
+    confirmRotate: '为“{name}”生成新的密钥？使用当前密钥的客户端将被拒绝。',
+    confirmDelete: '删除代理密钥“{name}”？使用它的客户端将被拒绝。',
+    secretTitle: '{name} 的密钥', secretOnce: '请立即复制密钥：它只显示这一次。',
+    zeroNone: '留空或 0：不限制', rpmValue: '{n} 次/分钟', tpmValue: '{n} 令牌/分钟',
+    unavailable: '此服务器尚不支持管理命名代理密钥。',
+    source: { named: '命名', global: '全局代理密钥', group: '分组代理密钥' },
+    field: { rpm: '每分钟请求数', tpm: '每分钟令牌数', daily_tokens: '每日令牌数', monthly_tokens: '每月令牌数' },
+    err: { name: '1 到 100 个字符', limit: '大于等于 0 的整数', expires: '必须是将来的时间' },
+  },
   usage: {
     by: { hour: '小时', day: '天', model: '模型', key: '密钥', proxy_key: '代理密钥' },
-    requests: '请求数', failures: '失败数', prompt: '输入令牌', completion: '输出令牌', total: '总令牌',
+    proxyKeyFilter: '代理密钥 #{id}', requests: '请求数', failures: '失败数', prompt: '输入令牌', completion: '输出令牌', total: '总令牌',
   },
   settings: { nothing: '没有更改' },
   audit: {
