@@ -96,6 +96,8 @@ type Deps struct {
 	// SPA is the built web dashboard (frontend.Dist), served for every GET that no route
 	// answers (static.go); nil leaves those to the JSON 404.
 	SPA fs.FS
+	// LoginThrottle is the back-off of clients that send wrong admin keys.
+	LoginThrottle LoginThrottle
 	// Metrics, when set, is served at /metrics: behind the admin key unless MetricsPublic.
 	Metrics       *Metrics
 	MetricsPublic bool
@@ -172,7 +174,7 @@ func recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				hlog.FromRequest(r).Error().Interface("panic", v).Str("path", r.URL.Path).Msg("handler panicked")
+				tasks.PanicFields(hlog.FromRequest(r).Error(), v).Str("path", r.URL.Path).Msg("handler panicked")
 				writeJSON(w, http.StatusInternalServerError, map[string]string{
 					"code": "INTERNAL_SERVER_ERROR", "message": "An unexpected error occurred",
 				})
@@ -184,15 +186,16 @@ func recoverer(next http.Handler) http.Handler {
 
 // admin serves the admin API.
 type admin struct {
-	d      Deps
-	cmd    *events.Commands
-	state  Projection
-	audit  AuditLog
-	cipher *events.Cipher
-	logs   LogQueries
-	tasks  *tasks.Runner
-	auth   authKey
-	now    func() time.Time
+	d        Deps
+	cmd      *events.Commands
+	state    Projection
+	audit    AuditLog
+	cipher   *events.Cipher
+	logs     LogQueries
+	tasks    *tasks.Runner
+	auth     authKey
+	throttle *throttle
+	now      func() time.Time
 	// inflight bounds of the routes behind the admin key and of the public ones.
 	admin, public inflight
 }
@@ -207,10 +210,11 @@ func newAdmin(d Deps) *admin {
 	}
 	return &admin{
 		d: d, cmd: d.Commands, state: d.State, audit: d.Audit, cipher: d.Cipher, logs: d.Logs,
-		tasks: tasks.NewRunner(store, d.Log.With().Str("component", "tasks").Logger(), d.Now),
-		auth:  newAuthKey(d.AuthKey),
-		now:   d.Now,
-		admin: newInflight(d.MaxRequests), public: newInflight(d.MaxRequests),
+		tasks:    tasks.NewRunner(store, d.Log.With().Str("component", "tasks").Logger(), d.Now),
+		auth:     newAuthKey(d.AuthKey),
+		throttle: newThrottle(d.LoginThrottle, d.Now),
+		now:      d.Now,
+		admin:    newInflight(d.MaxRequests), public: newInflight(d.MaxRequests),
 	}
 }
 
