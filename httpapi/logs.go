@@ -87,11 +87,21 @@ func (a *admin) keyText(stored string) string {
 	return v
 }
 
+// maskedKeyText is a stored key as request logs show it, masked: only the key exports
+// (the distinct-keys CSV and GET /api/keys/export) show keys in clear.
+func (a *admin) maskedKeyText(stored string) string {
+	v := a.keyText(stored)
+	if v == "" || v == decryptFailed {
+		return v
+	}
+	return domain.MaskKey(v)
+}
+
 func (a *admin) logOut(r *sqllog.LogRow) logJSON {
 	return logJSON{
 		ID: r.ID, Timestamp: r.Timestamp.Local(), GroupID: r.GroupID, GroupName: r.GroupName,
 		ParentGroupID: r.ParentGroupID, ParentGroupName: r.ParentGroupName,
-		KeyValue: a.keyText(r.KeyValue), KeyHash: r.KeyHash, Model: r.Model, IsSuccess: r.IsSuccess,
+		KeyValue: a.maskedKeyText(r.KeyValue), KeyHash: r.KeyHash, Model: r.Model, IsSuccess: r.IsSuccess,
 		SourceIP: r.SourceIP, StatusCode: r.StatusCode, RequestPath: r.RequestPath, DurationMs: r.DurationMs,
 		ErrorMessage: r.ErrorMessage, UserAgent: r.UserAgent, RequestType: r.RequestType,
 		UpstreamAddr: r.UpstreamAddr, IsStream: r.IsStream, RequestBody: r.RequestBody,
@@ -282,14 +292,7 @@ var logCSVHeader = []string{"id", "timestamp", "group_id", "group_name", "parent
 	"completion_tokens", "total_tokens", "proxy_key_fp", "proxy_key_name", "request_body"}
 
 func (a *admin) logCSV(l *sqllog.LogRow) []string {
-	key := ""
-	if l.KeyValue != "" {
-		if v := a.keyText(l.KeyValue); v == decryptFailed {
-			key = v
-		} else {
-			key = domain.MaskKey(v)
-		}
-	}
+	key := a.maskedKeyText(l.KeyValue)
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	return []string{l.ID, l.Timestamp.Local().Format(time.RFC3339Nano), u(l.GroupID), l.GroupName,

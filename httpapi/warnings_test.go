@@ -1,12 +1,17 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"gpt-load/domain"
+	"gpt-load/httpapi"
 )
 
 // TestAdminKeyAsProxyKeyWarns: a global or group proxy key equal to the admin key is a
@@ -29,4 +34,49 @@ func TestAdminKeyAsProxyKeyWarns(t *testing.T) {
 	if want := "Global Proxy Key #2/high,Group Proxy Key [g] #1/high"; strings.Join(reuse, ",") != want {
 		t.Errorf("admin-key warnings %v, want %s", reuse, want)
 	}
+}
+
+// TestPanicLogShowsNoSecret: a handler that panics with a value holding a key answers
+// 500, and the log line shows the panic's type and stack but not the value; a runtime
+// error is shown as it is.
+func TestPanicLogShowsNoSecret(t *testing.T) {
+	t.Parallel()
+	const secret = "sk-panic-Secret-0123456789"
+	var out bytes.Buffer
+	var lock sync.Mutex
+	n := startNode(t, nodeOpts{proxy: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "index") {
+			var xs []int
+			_ = xs[len(r.URL.Path)]
+		}
+		panic(fmt.Errorf("upstream https://u.example/v1?key=%s failed", secret))
+	}), deps: func(d *httpapi.Deps) {
+		d.Log = zerolog.New(zerolog.SyncWriter(lockedWriter{&lock, &out}))
+	}})
+	for _, path := range []string{"/proxy/g/v1/chat", "/proxy/g/index"} {
+		r := n.send(http.MethodPost, path, "{}")
+		if r.code != http.StatusInternalServerError {
+			t.Errorf("%s: %d %s", path, r.code, r.body)
+		}
+	}
+	lock.Lock()
+	logged := out.String()
+	lock.Unlock()
+	if strings.Contains(logged, secret) || !strings.Contains(logged, "a value of type *errors.errorString") {
+		t.Errorf("panic log %s", logged)
+	}
+	if !strings.Contains(logged, "index out of range") || !strings.Contains(logged, "stack") {
+		t.Errorf("the runtime error or the stack is missing: %s", logged)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
