@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -155,6 +156,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// apiContentSecurityPolicy is the policy of every answer that is not a page of the
+// dashboard (static.go has the page's): JSON, text and proxied answers load nothing and
+// are framed by nobody else, should a browser be led to render one.
+const apiContentSecurityPolicy = "default-src 'none'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+
+// securityHeaders sets the headers of API.md 0.5 on every answer, and our policy: the
+// content security policy above (the dashboard's pages replace it with theirs), and no
+// caching of admin answers, which carry keys and settings.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -162,6 +171,10 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
 		h.Set("X-Frame-Options", "SAMEORIGIN")
+		h.Set("Content-Security-Policy", apiContentSecurityPolicy)
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			h.Set("Cache-Control", "no-store")
+		}
 		next.ServeHTTP(w, r)
 	})
 }

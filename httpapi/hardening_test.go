@@ -80,3 +80,34 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestSecurityHeadersOnEveryAnswer: admin answers, health, proxied answers, errors and the
+// dashboard carry the security headers; everything but the dashboard's pages has the
+// policy that loads nothing, and admin answers are not cached.
+func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOpts{proxy: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<script>alert(1)</script>"))
+	})})
+	for _, c := range []struct {
+		method, path string
+		noStore      bool
+	}{
+		{"GET", "/api/groups", true}, {"GET", "/api/nothing", true}, {"POST", "/api/auth/login", true},
+		{"GET", "/health", false}, {"POST", "/proxy/g/v1/chat/completions", false}, {"GET", "/nothing-here", false},
+	} {
+		r := n.do(c.method, c.path, nil)
+		h := r.header
+		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "SAMEORIGIN" ||
+			h.Get("Referrer-Policy") == "" || h.Get("Permissions-Policy") == "" {
+			t.Errorf("%s %s: security headers missing: %v", c.method, c.path, h)
+		}
+		if csp := h.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors") {
+			t.Errorf("%s %s: Content-Security-Policy %q", c.method, c.path, csp)
+		}
+		if got := h.Get("Cache-Control") == "no-store"; got != c.noStore {
+			t.Errorf("%s %s: Cache-Control %q", c.method, c.path, h.Get("Cache-Control"))
+		}
+	}
+}
