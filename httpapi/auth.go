@@ -94,6 +94,11 @@ func (a *admin) login(w http.ResponseWriter, r *http.Request) {
 		loginTooLarge(w, r, maxLoginBody)
 		return
 	}
+	if errors.As(err, &ae) && len(ae.fields) > 0 {
+		// A field given twice, unknown or of the wrong type: named.
+		writeJSON(w, http.StatusBadRequest, loginBody{Message: tr(r, msgInvalidRequest) + " (" + ae.message(langOf(r)) + ")"})
+		return
+	}
 	if err != nil || body.AuthKey == "" {
 		writeJSON(w, http.StatusBadRequest, loginBody{Message: tr(r, msgInvalidRequest)})
 		return

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gpt-load/domain"
 	"gpt-load/projections/sqllog"
@@ -147,9 +148,16 @@ func (a *admin) groupIDsNamed(sub string, aggregates bool) []uint64 {
 
 // logFilter reads the filters of GET /api/logs and its export (API.md 6.2, plus
 // proxy_key). Unparsable booleans, status codes and times are ignored, as gpt-load does.
-func (a *admin) logFilter(r *http.Request) sqllog.LogFilter {
+// A text filter with a NUL character or invalid UTF-8 is a 400 naming it: no stored
+// text holds either (PostgreSQL refuses them, SQLite fails on them).
+func (a *admin) logFilter(r *http.Request) (sqllog.LogFilter, error) {
 	q := r.URL.Query()
 	var f sqllog.LogFilter
+	for _, name := range []string{"group_name", "parent_group_name", "model", "error_contains", "key_value", "request_type", "source_ip", "proxy_key"} {
+		if v := q.Get(name); strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
+			return f, errField(codeValidation, name, "must be UTF-8 text without NUL characters")
+		}
+	}
 	if v := q.Get("group_name"); v != "" {
 		f.GroupIDs = a.groupIDsNamed(v, false)
 	}
@@ -176,7 +184,7 @@ func (a *admin) logFilter(r *http.Request) sqllog.LogFilter {
 	if t, err := time.Parse(time.RFC3339, q.Get("end_time")); err == nil {
 		f.End = t
 	}
-	return f
+	return f, nil
 }
 
 // logPage is the pagination of GET /api/logs: that of API.md 0.4, plus whether
@@ -193,7 +201,11 @@ func (a *admin) listLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page, size := pagination(r)
-	f := a.logFilter(r)
+	f, err := a.logFilter(r)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
 	skip := offset(page, size)
 	rows, err := a.logs.Logs(r.Context(), f, skip, size)
 	if err != nil {
@@ -255,10 +267,13 @@ func (a *admin) exportLogs(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, errField(codeValidation, "format", "must be csv-keys or csv-logs"))
 		return
 	}
-	f := a.logFilter(r)
+	f, err := a.logFilter(r)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
 	stamp := a.now().Format("20060102150405")
 	out := &lazyCSV{w: w}
-	var err error
 	if format == "csv-logs" {
 		out.name = "logs_export_" + stamp + ".csv"
 		out.header = logCSVHeader
