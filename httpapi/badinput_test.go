@@ -72,6 +72,18 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"POST", fmt.Sprint("/api/groups/", agg, "/sub-groups"), fmt.Sprintf(`{"sub_groups":[{"group_id":%d,"weight":1},{"group_id":%d,"weight":1}]}`, g, g), 400, "VALIDATION_FAILED", "sub_groups[1].group_id"},
 		{"POST", fmt.Sprint("/api/groups/", agg, "/sub-groups"), fmt.Sprintf(`{"sub_groups":[{"group_id":%d,"weight":1}]}`, agg), 400, "VALIDATION_FAILED", "sub_groups[0].group_id"},
 		{"PUT", fmt.Sprint("/api/groups/", agg, "/sub-groups/", g, "/weight"), `{}`, 400, "INVALID_JSON", "weight"},
+		// strict JSON: a key given twice (encoding/json would keep the last), or unknown
+		{"POST", "/api/groups", `{"name":"n1","name":"n2",` + std + `}`, 400, "INVALID_JSON", "name"},
+		{"POST", "/api/groups", `{"name":"n1","NAME":"n2",` + std + `}`, 400, "INVALID_JSON", "NAME"},
+		{"POST", "/api/groups", `{"name":"n",` + std + `,"config":{"max_retries":1,"max_retries":2}}`, 400, "INVALID_JSON", "config.max_retries"},
+		{"POST", "/api/groups", `{"name":"n",` + std + `,"param_overrides":{"t":1,"t":2}}`, 400, "INVALID_JSON", "param_overrides.t"},
+		{"POST", "/api/groups", `{"name":"n",` + std + `,"proxy_key":"sk-typo"}`, 400, "INVALID_JSON", "proxy_key"},
+		{"PUT", fmt.Sprint("/api/groups/", g), `{"upstreams":[{"url":"https://a.example","weight":1,"weight":2}]}`, 400, "INVALID_JSON", "upstreams[0].weight"},
+		{"PUT", "/api/groups/reorder", fmt.Sprintf(`{"items":[{"id":%d,"sort":1,"sort":2}]}`, g), 400, "INVALID_JSON", "items[0].sort"},
+		{"PUT", "/api/groups/reorder", fmt.Sprintf(`{"items":[{"id":%d,"order":1}]}`, g), 400, "INVALID_JSON", "items[0].order"},
+		{"POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-a","keys_text":"sk-b"}`, g), 400, "INVALID_JSON", "keys_text"},
+		{"POST", "/api/keys/validate-group", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-a"}`, g), 400, "INVALID_JSON", "keys_text"},
+		{"PUT", "/api/settings", `{"max_retries":3,"max_retries":4}`, 400, "INVALID_JSON", "max_retries"},
 		// keys
 		{"POST", "/api/keys/add-multiple", `{"keys_text":"a"}`, 400, "INVALID_JSON", "group_id"},
 		{"POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d}`, g), 400, "INVALID_JSON", "keys_text"},
@@ -134,6 +146,26 @@ func TestBadInputChangesNothing(t *testing.T) {
 		})
 	}
 	_ = other
+}
+
+// TestGroupReadBackIsAccepted: a group as the API shows it may be sent back as an update
+// (its read-only fields are ignored), so a client that edits what it read keeps working
+// although unknown fields are refused.
+func TestGroupReadBackIsAccepted(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOpts{})
+	g := n.group("g", `,"description":"before"`)
+	var groups []map[string]any
+	n.do(http.MethodGet, "/api/groups", nil).ok(t, &groups)
+	if len(groups) != 1 {
+		t.Fatalf("groups %v", groups)
+	}
+	groups[0]["description"] = "after"
+	var out map[string]any
+	n.do(http.MethodPut, fmt.Sprint("/api/groups/", g), groups[0]).ok(t, &out)
+	if out["description"] != "after" {
+		t.Errorf("update from a read-back group: %v", out)
+	}
 }
 
 func trunc(s string) string {

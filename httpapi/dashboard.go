@@ -243,14 +243,25 @@ func (a *admin) securityWarnings(l lang, global string, groups []*domain.Group) 
 			Severity: "high", Suggestion: trLang(l, msgSuggestEncKey)})
 	}
 	for i, k := range domain.SplitProxyKeys(global) {
-		out = append(out, secretWarnings(l, trLang(l, msgGlobalProxyKey, i+1), k)...)
+		out = append(out, a.proxyKeyWarnings(l, trLang(l, msgGlobalProxyKey, i+1), k)...)
 	}
 	for _, g := range groups {
 		for i, k := range domain.SplitProxyKeys(g.ProxyKeys) {
-			out = append(out, secretWarnings(l, trLang(l, msgGroupProxyKey, g.Name, i+1), k)...)
+			out = append(out, a.proxyKeyWarnings(l, trLang(l, msgGroupProxyKey, g.Name, i+1), k)...)
 		}
 	}
 	return out
+}
+
+// proxyKeyWarnings are the warnings of one proxy key: first (ours, high) when it is the
+// admin key, which lets a client given it run the admin API too, then its strength.
+func (a *admin) proxyKeyWarnings(l lang, name, key string) []securityWarning {
+	var out []securityWarning
+	if a.auth.matches(key) {
+		out = append(out, securityWarning{Type: name, Message: trLang(l, msgWarnAdminKeyReuse, name),
+			Severity: "high", Suggestion: trLang(l, msgSuggestOwnProxyKey)})
+	}
+	return append(out, secretWarnings(l, name, key)...)
 }
 
 // secretWarnings applies each rule of API.md 5.2 to one secret, independently.

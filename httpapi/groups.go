@@ -166,13 +166,25 @@ func (a *admin) configOptions(w http.ResponseWriter, r *http.Request) {
 	ok(w, r, out)
 }
 
+// groupBody is the body of a group create or update: the input, and the read-only fields
+// of a group as the API shows it (groupJSON), which a client that edits a group it read
+// may send back; they are accepted and ignored. Any other unknown field is refused.
+type groupBody struct {
+	domain.GroupInput
+	ID              json.RawMessage `json:"id"`
+	Endpoint        json.RawMessage `json:"endpoint"`
+	LastValidatedAt json.RawMessage `json:"last_validated_at"`
+	CreatedAt       json.RawMessage `json:"created_at"`
+	UpdatedAt       json.RawMessage `json:"updated_at"`
+}
+
 func (a *admin) createGroup(w http.ResponseWriter, r *http.Request) {
-	var in domain.GroupInput
+	var in groupBody
 	if err := decodeJSON(w, r, &in); err != nil {
 		fail(w, r, err)
 		return
 	}
-	g, err := a.cmd.CreateGroup(r.Context(), events.ActorAdmin, in)
+	g, err := a.cmd.CreateGroup(r.Context(), events.ActorAdmin, in.GroupInput)
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -186,12 +198,12 @@ func (a *admin) updateGroup(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	var in domain.GroupInput
+	var in groupBody
 	if err := decodeJSON(w, r, &in); err != nil {
 		fail(w, r, err)
 		return
 	}
-	g, err := a.cmd.UpdateGroup(r.Context(), events.ActorAdmin, id, in)
+	g, err := a.cmd.UpdateGroup(r.Context(), events.ActorAdmin, id, in.GroupInput)
 	if err != nil {
 		fail(w, r, err)
 		return

@@ -88,6 +88,7 @@ const (
 	msgKeyTooLong           msgID = "key_too_long"
 	msgBatchUseAsync        msgID = "batch_use_async"
 	msgTooManyRequests      msgID = "too_many_requests"
+	msgLoginBackoff         msgID = "login_backoff"
 	msgTaskBusy             msgID = "task_busy"
 	msgNoKeysToValidate     msgID = "no_keys_to_validate"
 	msgNotAggregate         msgID = "not_aggregate"
@@ -103,6 +104,8 @@ const (
 	msgWarnShort            msgID = "warn_short"
 	msgWarnWeakWord         msgID = "warn_weak_word"
 	msgWarnLowVariety       msgID = "warn_low_variety"
+	msgWarnAdminKeyReuse    msgID = "warn_admin_key_reuse"
+	msgSuggestOwnProxyKey   msgID = "suggest_own_proxy_key"
 	msgSuggestAuthKey       msgID = "suggest_auth_key"
 	msgSuggestEncKey        msgID = "suggest_enc_key"
 	msgSuggestStrongKey     msgID = "suggest_strong_key"
@@ -162,6 +165,7 @@ var messages = map[msgID][numLangs]string{
 	msgKeyTooLong:        {"entry %d is longer than %d bytes", "第 %d 项超过 %d 字节", "%d 番目の項目が %d バイトを超えています"},
 	msgBatchUseAsync:     {"batch size exceeds the limit of %d keys, got %d: use %s for larger batches", "批量大小超过 %d 个密钥的限制，实际为 %d：更大的批量请使用 %s", "一度に処理できるキーは %d 件までです（%d 件が指定されました）。それより多い場合は %s を使ってください"},
 	msgTooManyRequests:   {"Too many concurrent requests, retry shortly", "并发请求过多，请稍后重试", "同時リクエストが多すぎます。しばらくしてから再試行してください"},
+	msgLoginBackoff:      {"Too many wrong admin keys from this address: retry in %d s", "此地址的错误管理密钥过多：请在 %d 秒后重试", "このアドレスからの誤った管理キーが多すぎます。%d 秒後に再試行してください"},
 	msgTaskBusy:          {"a task is already running, please wait", "已有任务正在运行，请稍候", "別のタスクが実行中です。しばらくお待ちください"},
 	msgNoKeysToValidate:  {"no keys to validate in this group", "该分组中没有需要验证的密钥", "このグループに検証するキーがありません"},
 	msgNotAggregate:      {"Group is not an aggregate group", "该分组不是聚合分组", "このグループは集約グループではありません"},
@@ -182,16 +186,18 @@ var messages = map[msgID][numLangs]string{
 	msgWarnEncKeyMissing: {
 		"ENCRYPTION_KEY is not set: upstream keys are stored in clear", "未设置 ENCRYPTION_KEY：上游密钥以明文存储", "ENCRYPTION_KEY が設定されていません: 上流キーが平文で保存されます",
 	},
-	msgWarnTooShort:     {"%s is shorter than 16 characters", "%s 短于 16 个字符", "%s が 16 文字未満です"},
-	msgWarnShort:        {"%s is shorter than 32 characters", "%s 短于 32 个字符", "%s が 32 文字未満です"},
-	msgWarnWeakWord:     {"%s contains the common word %q", "%s 包含常见词 %q", "%s に一般的な語 %q が含まれています"},
-	msgWarnLowVariety:   {"%s uses fewer than 3 kinds of characters", "%s 使用的字符种类少于 3 种", "%s の文字の種類が 3 種類未満です"},
-	msgSuggestAuthKey:   {"Set AUTH_KEY to a long random value", "请将 AUTH_KEY 设置为较长的随机值", "AUTH_KEY に長いランダムな値を設定してください"},
-	msgSuggestEncKey:    {"Set ENCRYPTION_KEY to a long random value to encrypt keys at rest", "请设置较长的随机 ENCRYPTION_KEY 以加密存储密钥", "保存時にキーを暗号化するため、ENCRYPTION_KEY に長いランダムな値を設定してください"},
-	msgSuggestStrongKey: {"Use at least 32 random characters mixing upper and lower case letters, digits and symbols", "请使用至少 32 个混合大小写字母、数字和符号的随机字符", "大文字・小文字・数字・記号を混ぜた 32 文字以上のランダムな値を使ってください"},
-	msgGlobalProxyKey:   {"Global Proxy Key #%d", "全局代理密钥 #%d", "グローバルプロキシキー #%d"},
-	msgGroupProxyKey:    {"Group Proxy Key [%s] #%d", "分组代理密钥 [%s] #%d", "グループプロキシキー [%s] #%d"},
-	msgEncNotEncrypted:  {"ENCRYPTION_KEY is set but the stored keys are not encrypted", "已设置 ENCRYPTION_KEY，但已存储的密钥未加密", "ENCRYPTION_KEY が設定されていますが、保存済みのキーは暗号化されていません"},
+	msgWarnTooShort:       {"%s is shorter than 16 characters", "%s 短于 16 个字符", "%s が 16 文字未満です"},
+	msgWarnShort:          {"%s is shorter than 32 characters", "%s 短于 32 个字符", "%s が 32 文字未満です"},
+	msgWarnWeakWord:       {"%s contains the common word %q", "%s 包含常见词 %q", "%s に一般的な語 %q が含まれています"},
+	msgWarnLowVariety:     {"%s uses fewer than 3 kinds of characters", "%s 使用的字符种类少于 3 种", "%s の文字の種類が 3 種類未満です"},
+	msgSuggestAuthKey:     {"Set AUTH_KEY to a long random value", "请将 AUTH_KEY 设置为较长的随机值", "AUTH_KEY に長いランダムな値を設定してください"},
+	msgSuggestEncKey:      {"Set ENCRYPTION_KEY to a long random value to encrypt keys at rest", "请设置较长的随机 ENCRYPTION_KEY 以加密存储密钥", "保存時にキーを暗号化するため、ENCRYPTION_KEY に長いランダムな値を設定してください"},
+	msgWarnAdminKeyReuse:  {"%s is the admin key (AUTH_KEY): a client given it can also run the admin API", "%s 与管理密钥 (AUTH_KEY) 相同：持有它的客户端也能使用管理接口", "%s は管理キー (AUTH_KEY) と同じです。これを渡されたクライアントは管理 API も使えます"},
+	msgSuggestOwnProxyKey: {"Give clients proxy keys of their own, different from AUTH_KEY", "请为客户端设置独立的代理密钥，不要与 AUTH_KEY 相同", "クライアントには AUTH_KEY とは別の専用プロキシキーを渡してください"},
+	msgSuggestStrongKey:   {"Use at least 32 random characters mixing upper and lower case letters, digits and symbols", "请使用至少 32 个混合大小写字母、数字和符号的随机字符", "大文字・小文字・数字・記号を混ぜた 32 文字以上のランダムな値を使ってください"},
+	msgGlobalProxyKey:     {"Global Proxy Key #%d", "全局代理密钥 #%d", "グローバルプロキシキー #%d"},
+	msgGroupProxyKey:      {"Group Proxy Key [%s] #%d", "分组代理密钥 [%s] #%d", "グループプロキシキー [%s] #%d"},
+	msgEncNotEncrypted:    {"ENCRYPTION_KEY is set but the stored keys are not encrypted", "已设置 ENCRYPTION_KEY，但已存储的密钥未加密", "ENCRYPTION_KEY が設定されていますが、保存済みのキーは暗号化されていません"},
 	msgEncNotEncryptedHow: {
 		"Stop the service and run `gpt-load migrate-keys --to <key>` to encrypt the existing keys, or unset ENCRYPTION_KEY",
 		"请停止服务并运行 `gpt-load migrate-keys --to <key>` 加密现有密钥，或取消 ENCRYPTION_KEY",

@@ -359,8 +359,8 @@ func TestValidatorMissing(t *testing.T) {
 	n := startNode(t, nodeOpts{noValidator: true})
 	gid := n.group("g")
 	n.addKeys(gid, "sk-1")
-	for _, path := range []string{"/api/keys/validate-group", "/api/keys/test-multiple"} {
-		e := n.do(http.MethodPost, path, keysBody(gid, "sk-1")).fails(t, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE")
+	for path, body := range map[string]string{"/api/keys/validate-group": fmt.Sprintf(`{"group_id":%d}`, gid), "/api/keys/test-multiple": keysBody(gid, "sk-1")} {
+		e := n.do(http.MethodPost, path, body).fails(t, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE")
 		if e.Message != "Key validation is not available on this node" {
 			t.Errorf("%s: %q", path, e.Message)
 		}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gpt-load/domain"
 	"gpt-load/projections/sqllog"
@@ -87,11 +88,21 @@ func (a *admin) keyText(stored string) string {
 	return v
 }
 
+// maskedKeyText is a stored key as request logs show it, masked: only the key exports
+// (the distinct-keys CSV and GET /api/keys/export) show keys in clear.
+func (a *admin) maskedKeyText(stored string) string {
+	v := a.keyText(stored)
+	if v == "" || v == decryptFailed {
+		return v
+	}
+	return domain.MaskKey(v)
+}
+
 func (a *admin) logOut(r *sqllog.LogRow) logJSON {
 	return logJSON{
 		ID: r.ID, Timestamp: r.Timestamp.Local(), GroupID: r.GroupID, GroupName: r.GroupName,
 		ParentGroupID: r.ParentGroupID, ParentGroupName: r.ParentGroupName,
-		KeyValue: a.keyText(r.KeyValue), KeyHash: r.KeyHash, Model: r.Model, IsSuccess: r.IsSuccess,
+		KeyValue: a.maskedKeyText(r.KeyValue), KeyHash: r.KeyHash, Model: r.Model, IsSuccess: r.IsSuccess,
 		SourceIP: r.SourceIP, StatusCode: r.StatusCode, RequestPath: r.RequestPath, DurationMs: r.DurationMs,
 		ErrorMessage: r.ErrorMessage, UserAgent: r.UserAgent, RequestType: r.RequestType,
 		UpstreamAddr: r.UpstreamAddr, IsStream: r.IsStream, RequestBody: r.RequestBody,
@@ -137,9 +148,16 @@ func (a *admin) groupIDsNamed(sub string, aggregates bool) []uint64 {
 
 // logFilter reads the filters of GET /api/logs and its export (API.md 6.2, plus
 // proxy_key). Unparsable booleans, status codes and times are ignored, as gpt-load does.
-func (a *admin) logFilter(r *http.Request) sqllog.LogFilter {
+// A text filter with a NUL character or invalid UTF-8 is a 400 naming it: no stored
+// text holds either (PostgreSQL refuses them, SQLite fails on them).
+func (a *admin) logFilter(r *http.Request) (sqllog.LogFilter, error) {
 	q := r.URL.Query()
 	var f sqllog.LogFilter
+	for _, name := range []string{"group_name", "parent_group_name", "model", "error_contains", "key_value", "request_type", "source_ip", "proxy_key"} {
+		if v := q.Get(name); strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
+			return f, errField(codeValidation, name, "must be UTF-8 text without NUL characters")
+		}
+	}
 	if v := q.Get("group_name"); v != "" {
 		f.GroupIDs = a.groupIDsNamed(v, false)
 	}
@@ -166,7 +184,7 @@ func (a *admin) logFilter(r *http.Request) sqllog.LogFilter {
 	if t, err := time.Parse(time.RFC3339, q.Get("end_time")); err == nil {
 		f.End = t
 	}
-	return f
+	return f, nil
 }
 
 // logPage is the pagination of GET /api/logs: that of API.md 0.4, plus whether
@@ -183,7 +201,11 @@ func (a *admin) listLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page, size := pagination(r)
-	f := a.logFilter(r)
+	f, err := a.logFilter(r)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
 	skip := offset(page, size)
 	rows, err := a.logs.Logs(r.Context(), f, skip, size)
 	if err != nil {
@@ -245,10 +267,13 @@ func (a *admin) exportLogs(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, errField(codeValidation, "format", "must be csv-keys or csv-logs"))
 		return
 	}
-	f := a.logFilter(r)
+	f, err := a.logFilter(r)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
 	stamp := a.now().Format("20060102150405")
 	out := &lazyCSV{w: w}
-	var err error
 	if format == "csv-logs" {
 		out.name = "logs_export_" + stamp + ".csv"
 		out.header = logCSVHeader
@@ -282,14 +307,7 @@ var logCSVHeader = []string{"id", "timestamp", "group_id", "group_name", "parent
 	"completion_tokens", "total_tokens", "proxy_key_fp", "proxy_key_name", "request_body"}
 
 func (a *admin) logCSV(l *sqllog.LogRow) []string {
-	key := ""
-	if l.KeyValue != "" {
-		if v := a.keyText(l.KeyValue); v == decryptFailed {
-			key = v
-		} else {
-			key = domain.MaskKey(v)
-		}
-	}
+	key := a.maskedKeyText(l.KeyValue)
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
 	return []string{l.ID, l.Timestamp.Local().Format(time.RFC3339Nano), u(l.GroupID), l.GroupName,

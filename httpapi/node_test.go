@@ -282,8 +282,12 @@ func str(s string) *string { return &s }
 // group creates a standard group through the API and returns its id.
 func (n *testNode) group(name string, extra ...string) uint64 {
 	n.t.Helper()
-	body := fmt.Sprintf(`{"name":%q,"channel_type":"openai","test_model":"gpt-4.1-nano","upstreams":[{"url":"https://api.example.com","weight":1}]%s}`,
-		name, strings.Join(extra, ""))
+	more := strings.Join(extra, "")
+	upstreams := `,"upstreams":[{"url":"https://api.example.com","weight":1}]`
+	if strings.Contains(more, `"upstreams":`) { // a key given twice is refused
+		upstreams = ""
+	}
+	body := fmt.Sprintf(`{"name":%q,"channel_type":"openai","test_model":"gpt-4.1-nano"%s%s}`, name, upstreams, more)
 	var g struct {
 		ID uint64 `json:"id"`
 	}

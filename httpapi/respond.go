@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -167,19 +168,167 @@ func commandContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(r.Context()), commandTimeout)
 }
 
-// decodeJSON reads a JSON request body into v; the route's limitBody bounds it. Unknown
-// fields are ignored, as gpt-load does; a body that is not JSON, a value of the wrong type
-// or trailing data is a 400 INVALID_JSON naming the field where it can, a body over the
-// route's limit a 413.
+// decodeJSON reads a JSON request body into v; the route's limitBody bounds it. A body
+// that is not JSON, a value of the wrong type or trailing data is a 400 INVALID_JSON
+// naming the field where it can, a body over the route's limit a 413. The body is also
+// held to strictJSON: a key given twice in one object, or a key that the object's Go
+// type does not know, is a 400 INVALID_JSON naming it (encoding/json would keep the last
+// value, or drop the key, without a word).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	// The route's limit has bounded a declared length: read into a buffer of that size at
+	// once rather than growing one (a 256 MiB key batch would peak at twice that).
+	buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)+bytes.MinRead))
+	if _, err := buf.ReadFrom(r.Body); err != nil {
+		return jsonError(err)
+	}
+	raw := buf.Bytes()
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return jsonError(io.EOF)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return &apiError{status: http.StatusBadRequest, code: codeInvalidJSON, text: "unexpected data after the JSON value"}
 	}
+	return strictJSON(raw, reflect.TypeOf(v))
+}
+
+// strictJSON checks a JSON document against the Go type it is decoded into: no object
+// holds a key twice (for a struct, twice up to case, as encoding/json matches names), and
+// no object decoded into a struct holds a key the struct does not know. Maps, raw values
+// and interfaces accept any key, once. The document must already be known to be JSON.
+func strictJSON(raw []byte, t reflect.Type) error {
+	err := walkJSON(json.NewDecoder(bytes.NewReader(raw)), t, "")
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
 	return nil
+}
+
+func walkJSON(dec *json.Decoder, t reflect.Type, path string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	d, isDelim := tok.(json.Delim)
+	if !isDelim {
+		return nil
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var (
+		fields map[string]jsonField // the object is a struct
+		elem   reflect.Type         // the type of its elements or values
+	)
+	if t != nil {
+		switch t.Kind() {
+		case reflect.Struct:
+			fields = jsonFields(t)
+		case reflect.Map, reflect.Slice, reflect.Array:
+			if t != rawMessage {
+				elem = t.Elem()
+			}
+		}
+	}
+	if d == '[' {
+		for i := 0; dec.More(); i++ {
+			if err := walkJSON(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token()
+		return err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		name := key
+		if path != "" {
+			name = path + "." + key
+		}
+		id, vt := key, elem
+		if fields != nil {
+			f, known := lookupField(fields, key)
+			if !known {
+				return errField(codeInvalidJSON, name, "is not a known field")
+			}
+			id, vt = f.name, f.typ
+		}
+		if seen[id] {
+			return errField(codeInvalidJSON, name, "is given more than once")
+		}
+		seen[id] = true
+		if err := walkJSON(dec, vt, name); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token()
+	return err
+}
+
+var rawMessage = reflect.TypeOf(json.RawMessage(nil))
+
+type jsonField struct {
+	name string
+	typ  reflect.Type
+}
+
+// jsonFields lists the JSON names of a struct's fields as encoding/json sees them,
+// fields of embedded structs included.
+func jsonFields(t reflect.Type) map[string]jsonField {
+	out := map[string]jsonField{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range jsonFields(ft) {
+					if _, shadowed := out[k]; !shadowed {
+						out[k] = v
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = jsonField{name: name, typ: f.Type}
+	}
+	return out
+}
+
+// lookupField finds key among fields as encoding/json does: the exact name first, else
+// one equal up to case.
+func lookupField(fields map[string]jsonField, key string) (jsonField, bool) {
+	if f, found := fields[key]; found {
+		return f, true
+	}
+	for name, f := range fields {
+		if strings.EqualFold(name, key) {
+			return f, true
+		}
+	}
+	return jsonField{}, false
 }
 
 func jsonError(err error) *apiError {

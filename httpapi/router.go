@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -100,6 +101,8 @@ type Deps struct {
 	// SPA is the built web dashboard (frontend.Dist), served for every GET that no route
 	// answers (static.go); nil leaves those to the JSON 404.
 	SPA fs.FS
+	// LoginThrottle is the back-off of clients that send wrong admin keys.
+	LoginThrottle LoginThrottle
 	// Metrics, when set, is served at /metrics: behind the admin key unless MetricsPublic.
 	Metrics       *Metrics
 	MetricsPublic bool
@@ -160,6 +163,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// apiContentSecurityPolicy is the policy of every answer that is not a page of the
+// dashboard (static.go has the page's): JSON, text and proxied answers load nothing and
+// are framed by nobody else, should a browser be led to render one.
+const apiContentSecurityPolicy = "default-src 'none'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+
+// securityHeaders sets the headers of API.md 0.5 on every answer, and our policy: the
+// content security policy above (the dashboard's pages replace it with theirs), and no
+// caching of admin answers, which carry keys and settings.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -167,6 +178,10 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
 		h.Set("X-Frame-Options", "SAMEORIGIN")
+		h.Set("Content-Security-Policy", apiContentSecurityPolicy)
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			h.Set("Cache-Control", "no-store")
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -179,7 +194,7 @@ func recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				hlog.FromRequest(r).Error().Interface("panic", v).Str("path", r.URL.Path).Msg("handler panicked")
+				tasks.PanicFields(hlog.FromRequest(r).Error(), v).Str("path", r.URL.Path).Msg("handler panicked")
 				writeJSON(w, http.StatusInternalServerError, map[string]string{
 					"code": "INTERNAL_SERVER_ERROR", "message": "An unexpected error occurred",
 				})
@@ -191,15 +206,16 @@ func recoverer(next http.Handler) http.Handler {
 
 // admin serves the admin API.
 type admin struct {
-	d      Deps
-	cmd    *events.Commands
-	state  Projection
-	audit  AuditLog
-	cipher *events.Cipher
-	logs   LogQueries
-	tasks  *tasks.Runner
-	auth   authKey
-	now    func() time.Time
+	d        Deps
+	cmd      *events.Commands
+	state    Projection
+	audit    AuditLog
+	cipher   *events.Cipher
+	logs     LogQueries
+	tasks    *tasks.Runner
+	auth     authKey
+	throttle *throttle
+	now      func() time.Time
 	// inflight bounds of the routes behind the admin key and of the public ones.
 	admin, public inflight
 }
@@ -214,10 +230,11 @@ func newAdmin(d Deps) *admin {
 	}
 	return &admin{
 		d: d, cmd: d.Commands, state: d.State, audit: d.Audit, cipher: d.Cipher, logs: d.Logs,
-		tasks: tasks.NewRunner(store, d.Log.With().Str("component", "tasks").Logger(), d.Now),
-		auth:  newAuthKey(d.AuthKey),
-		now:   d.Now,
-		admin: newInflight(d.MaxRequests), public: newInflight(d.MaxRequests),
+		tasks:    tasks.NewRunner(store, d.Log.With().Str("component", "tasks").Logger(), d.Now),
+		auth:     newAuthKey(d.AuthKey),
+		throttle: newThrottle(d.LoginThrottle, d.Now),
+		now:      d.Now,
+		admin:    newInflight(d.MaxRequests), public: newInflight(d.MaxRequests),
 	}
 }
 

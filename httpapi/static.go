@@ -109,7 +109,7 @@ func (s *spa) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(name, "assets/") || path.Ext(name) != "" {
 			// A missing asset (an old build's, or a typo) is a 404, not the page: a
 			// script tag must never receive HTML.
-			h.Del("Content-Security-Policy")
+			h.Set("Content-Security-Policy", apiContentSecurityPolicy)
 			notFound(w, r)
 			return
 		}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"gpt-load/domain"
@@ -57,6 +58,21 @@ func maskBytes(b []byte, key string) []byte {
 		return []byte(m)
 	}
 	return b
+}
+
+// maskValues masks the key in header values; vs itself is returned when none holds it.
+func maskValues(vs []string, key string) []string {
+	for i, v := range vs {
+		if m := mask(v, key); m != v {
+			out := slices.Clone(vs)
+			out[i] = m
+			for j := i + 1; j < len(out); j++ {
+				out[j] = mask(out[j], key)
+			}
+			return out
+		}
+	}
+	return vs
 }
 
 // mayStart reports whether text byte t can begin an encoding of key byte c.

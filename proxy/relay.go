@@ -20,7 +20,7 @@ import (
 func (p *request) relay(resp *http.Response, key poolKey, upAddr string) {
 	defer resp.Body.Close()
 	dst := p.w.Header()
-	copyHeader(dst, resp.Header)
+	copyHeader(dst, resp.Header, key.Value)
 	isSSE := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	stream := p.stream || isSSE
 	if stream {

@@ -455,6 +455,14 @@ func (p *request) attempt(key poolKey, more bool) *failure {
 		p.relayBuffered(resp, raw, key, upAddr, "")
 		return nil
 	}
+	if status >= 300 && status < 400 {
+		// A redirect still unfollowed (too many of them) quotes the request URL, key
+		// included, in its Location and often in its small body: masked in both.
+		raw, _ := readBounded(resp.Body, maxErrorBody)
+		resp.Body.Close()
+		p.relayBuffered(resp, raw, key, upAddr, "")
+		return nil
+	}
 	p.relay(resp, key, upAddr)
 	return nil
 }
@@ -497,7 +505,7 @@ func transportMessage(err error) string {
 // with its status, else the proxy's error in the client's shape; the key is masked.
 func (p *request) answerFailure(f *failure, key poolKey) {
 	if f.relay {
-		p.writeRaw(http.StatusOK, f.header, maskBytes(f.body, key.Value))
+		p.writeRaw(http.StatusOK, f.header, maskBytes(f.body, key.Value), key.Value)
 		return
 	}
 	if f.status == 0 {
@@ -522,10 +530,10 @@ func (p *request) answerFailure(f *failure, key poolKey) {
 	writeError(p.w, p.shape, f.status, channel.CodeUpstream, mask(string(raw), key.Value))
 }
 
-// writeRaw writes a buffered upstream answer with its headers.
-func (p *request) writeRaw(status int, h http.Header, body []byte) {
+// writeRaw writes a buffered upstream answer with its headers, key masked.
+func (p *request) writeRaw(status int, h http.Header, body []byte, key string) {
 	dst := p.w.Header()
-	copyHeader(dst, h)
+	copyHeader(dst, h, key)
 	dst.Set("Content-Length", fmt.Sprint(len(body)))
 	p.w.WriteHeader(status)
 	p.w.Write(body)
@@ -535,9 +543,9 @@ func (p *request) writeRaw(status int, h http.Header, body []byte) {
 // is still in resp.Body (closed by the caller when fully buffered).
 func (p *request) relayBuffered(resp *http.Response, raw []byte, key poolKey, upAddr, errMsg string) {
 	dst := p.w.Header()
-	copyHeader(dst, resp.Header)
-	if resp.StatusCode >= 400 {
-		// An error may echo the request, key included.
+	copyHeader(dst, resp.Header, key.Value)
+	if resp.StatusCode >= 300 {
+		// An error or a redirect may echo the request, key included.
 		var plain bool
 		if raw, plain = maskBody(raw, resp.Header, key.Value); plain {
 			dst.Del("Content-Encoding")
@@ -745,12 +753,14 @@ func acceptsGzip(ae string) bool {
 	return false
 }
 
-func copyHeader(dst, src http.Header) {
+// copyHeader copies an upstream answer's end-to-end headers, with the upstream key
+// masked in every value: a Location or Link may quote the request URL, ?key= included.
+func copyHeader(dst, src http.Header, key string) {
 	for k, v := range src {
 		if isHop(k) || k == "Content-Length" {
 			continue
 		}
-		dst[k] = v
+		dst[k] = maskValues(v, key)
 	}
 }
 

@@ -500,7 +500,9 @@ func (c Config) warnings() []string {
 	} else if weakKey(c.AuthKey) {
 		w = append(w, weakKeyWarning("AUTH_KEY"))
 	}
-	if c.EncryptionKey != "" && weakKey(c.EncryptionKey) {
+	if c.EncryptionKey == "" {
+		w = append(w, "ENCRYPTION_KEY is not set: upstream keys and proxy keys rest in clear in the event log, snapshots and the database; set it (then run migrate-keys) to encrypt them")
+	} else if weakKey(c.EncryptionKey) {
 		w = append(w, weakKeyWarning("ENCRYPTION_KEY"))
 	}
 	if c.RedisDSN != "" {

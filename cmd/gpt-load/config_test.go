@@ -600,6 +600,8 @@ func TestLoadConfigWarnings(t *testing.T) {
 		want []string // each a part of one warning; nil means no warning
 	}{
 		{"none", map[string]string{"AUTH_KEY": strong}, nil},
+		{"no encryption key", map[string]string{"AUTH_KEY": strong, "ENCRYPTION_KEY": ""}, []string{"ENCRYPTION_KEY is not set"}},
+		{"several with no encryption key", map[string]string{"AUTH_KEY": "admin", "ENCRYPTION_KEY": ""}, []string{"AUTH_KEY is weak", "ENCRYPTION_KEY is not set"}},
 		{"default auth key", nil, []string{"AUTH_KEY is not set"}},
 		{"short auth key", map[string]string{"AUTH_KEY": "short-key"}, []string{"AUTH_KEY is weak"}},
 		{"auth key with a common word", map[string]string{"AUTH_KEY": "my-long-PassWord-value-xyz"}, []string{"AUTH_KEY is weak"}},
@@ -617,7 +619,11 @@ func TestLoadConfigWarnings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := mustLoad(t, tt.env)
+			env := map[string]string{"ENCRYPTION_KEY": "an-encryption-key-long-enough"} // unless the case says otherwise
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			c := mustLoad(t, env)
 			if len(c.Warnings) != len(tt.want) {
 				t.Fatalf("want %d warnings, got %q", len(tt.want), c.Warnings)
 			}

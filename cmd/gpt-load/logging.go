@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	stdlog "log"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -73,3 +75,19 @@ func isTerminal(w io.Writer) bool {
 type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
+
+// serverErrorLog is the http.Server ErrorLog: net/http's own messages (TLS handshakes,
+// accept errors, a panic that escaped the router) go to the service log at warn level,
+// in its format, rather than to stderr. They quote addresses, never a request's URL or
+// headers; the router recovers its panics itself without their value (httpapi).
+func serverErrorLog(log zerolog.Logger) *stdlog.Logger {
+	return stdlog.New(levelWriter{log.Warn}, "", 0)
+}
+
+// levelWriter logs each write as one message of the level its event function makes.
+type levelWriter struct{ event func() *zerolog.Event }
+
+func (w levelWriter) Write(p []byte) (int, error) {
+	w.event().Msg(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

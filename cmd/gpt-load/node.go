@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -250,6 +251,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 			ProxyKeyUsage: n.limits,
 			SPA:           frontend.Dist(),
 		}),
+		ErrorLog:          serverErrorLog(log.With().Str("component", "http").Logger()),
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: min(cfg.ReadTimeout, 30*time.Second),
 		WriteTimeout:      cfg.WriteTimeout,
@@ -344,6 +346,7 @@ func (n *node) serve(ctx context.Context) error {
 		if err := n.commands.SeedSettings(gctx); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("seed settings: %w", err)
 		}
+		n.warnAdminKeyReuse()
 		return nil
 	})
 	// The background duties run on one node: the elected leader of a cluster, or the
@@ -469,6 +472,26 @@ func (n *node) runDuties(ctx context.Context) {
 }
 
 // waitCaughtUp waits until the projections have read the log; false if ctx ended first.
+// warnAdminKeyReuse warns, once the state is read, of every proxy key that equals the
+// admin key: whoever is given it to call the proxy may also run the admin API. gpt-load
+// seeds the global proxy keys with AUTH_KEY, so a node left as seeded warns too.
+func (n *node) warnAdminKeyReuse() {
+	var where []string
+	n.proj.Read(func(s *domain.State) {
+		if slices.Contains(domain.SplitProxyKeys(s.Settings.ProxyKeys), n.cfg.AuthKey) {
+			where = append(where, "the global proxy_keys setting")
+		}
+		for _, g := range s.Groups() {
+			if slices.Contains(domain.SplitProxyKeys(g.ProxyKeys), n.cfg.AuthKey) {
+				where = append(where, fmt.Sprintf("the proxy_keys of group %q", g.Name))
+			}
+		}
+	})
+	for _, w := range where {
+		n.log.Warn().Msg("AUTH_KEY is also a proxy key in " + w + ": a client given it may run the admin API; give clients proxy keys of their own")
+	}
+}
+
 func (n *node) waitCaughtUp(ctx context.Context) bool {
 	for !n.proj.CaughtUp() {
 		select {

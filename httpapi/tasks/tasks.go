@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,7 +210,7 @@ func (p *Progress) run(ctx context.Context, work Work) {
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
-				p.r.log.Error().Interface("panic", v).Str("task", string(p.st.TaskType)).Msg("task panicked")
+				PanicFields(p.r.log.Error(), v).Str("task", string(p.st.TaskType)).Msg("task panicked")
 				err = fmt.Errorf("internal error")
 			}
 		}()
@@ -240,4 +242,18 @@ func (p *Progress) run(ctx context.Context, work Work) {
 	}
 	ev.Str("task", string(final.TaskType)).Str("group", final.GroupName).Int("processed", final.Processed).
 		Int("total", final.Total).Float64("seconds", *final.DurationSeconds).Msg("task finished")
+}
+
+// PanicFields adds a recovered panic to a log event without showing a value that could
+// hold a secret (a panic raised with an upstream key, or with an error quoting a request
+// URL): a runtime error (index out of range, nil map…) is shown, being made of types and
+// numbers only; any other value by its type alone. The stack goes with it: a Go stack
+// shows arguments as machine words, never what a string holds.
+func PanicFields(e *zerolog.Event, v any) *zerolog.Event {
+	if re, ok := v.(runtime.Error); ok {
+		e = e.Str("panic", re.Error())
+	} else {
+		e = e.Str("panic", fmt.Sprintf("a value of type %T (not shown: it may hold a secret)", v))
+	}
+	return e.Bytes("stack", debug.Stack())
 }
