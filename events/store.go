@@ -276,6 +276,58 @@ func (s *Store) Publish(actor string, facts ...domain.Fact) error {
 	return nil
 }
 
+// NewID draws an event id: a fact published again under the same id within the stream's
+// duplicate window (2 minutes) is stored once.
+func (s *Store) NewID() string { return s.newID() }
+
+// HealthFact is a key-health fact with the id and actor it is recorded under.
+type HealthFact struct {
+	ID    string // from NewID; publishing again under it within 2 minutes stores the fact once
+	Actor string
+	Fact  domain.Fact
+}
+
+// PublishFacts publishes key-health facts, in order, all at once and without a guard, then
+// waits until ctx ends for the log to acknowledge each: errs[i] is nil once facts[i] is in
+// the log. A fact that can never be taken (not a health fact, too large) fails with a
+// domain.EINVALID error; any other error (NATS away, no acknowledgement in time) is worth
+// publishing again under the same id, which the log then deduplicates.
+func (s *Store) PublishFacts(ctx context.Context, facts []HealthFact) []error {
+	errs := make([]error, len(facts))
+	futs := make([]jetstream.PubAckFuture, len(facts))
+	for i, hf := range facts {
+		if agg := domain.AggregateOf(hf.Fact); agg.Kind != domain.AggHealth {
+			errs[i] = domain.Errorf(domain.EINVALID, "events: %T must be appended with a guard, not published", hf.Fact)
+			continue
+		}
+		msg, err := s.codec.encode(hf.Fact, hf.ID, hf.Actor, s.now())
+		if err == nil {
+			err = s.checkSize(msg)
+		}
+		if err != nil {
+			errs[i] = domain.Errorf(domain.EINVALID, "publish %T: %v", hf.Fact, err)
+			continue
+		}
+		futs[i], err = s.js.PublishMsgAsync(msg, jetstream.WithMsgID(hf.ID), jetstream.WithExpectStream(EventsStream))
+		if err != nil {
+			errs[i] = fmt.Errorf("publish %s: %w", msg.Header.Get(hdrType), err)
+		}
+	}
+	for i, fut := range futs {
+		if fut == nil {
+			continue
+		}
+		select {
+		case <-fut.Ok():
+		case err := <-fut.Err():
+			errs[i] = fmt.Errorf("publish %T: %w", facts[i].Fact, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("publish %T: no acknowledgement: %w", facts[i].Fact, ctx.Err())
+		}
+	}
+	return errs
+}
+
 // Flush waits until every fact published so far is acknowledged, or ctx ends.
 func (s *Store) Flush(ctx context.Context) error {
 	select {

@@ -193,6 +193,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 	}
 	n.metrics.WatchStore(n.store)
 	n.metrics.WatchDroppedFacts(n.proxy.DroppedFacts)
+	n.metrics.WatchWaitingFacts(n.proxy.WaitingFacts)
 	n.valid = n.proxy.Validator(proxy.ValidatorDeps{
 		State: n.proj, Marker: n.commands, Log: log.With().Str("component", "validation").Logger(),
 	})
