@@ -40,8 +40,8 @@ type GroupMarker interface {
 
 // ValidatorDeps are what background revalidation needs besides the proxy.
 type ValidatorDeps struct {
-	State  StateReader   // required by RunRevalidation
-	Marker GroupMarker   // required by RunRevalidation
+	State  StateReader // required by RunRevalidation
+	Marker GroupMarker // required by RunRevalidation
 	Log    zerolog.Logger
 	// Tick is how often RunRevalidation looks for groups due (default 1 minute).
 	Tick time.Duration
