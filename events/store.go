@@ -26,6 +26,10 @@ const (
 // ErrConflict means the aggregate moved on since the state the command was decided on.
 var ErrConflict = errors.New("events: aggregate changed concurrently")
 
+// ErrLogUnavailable means an append got no answer in time: NATS is out of reach, the stream
+// has no leader, or its store cannot write (disk full). The fact may still land.
+var ErrLogUnavailable = errors.New("events: the event log did not acknowledge in time")
+
 // StoreConfig configures the streams.
 type StoreConfig struct {
 	Node     string  // recorded in every event
@@ -128,6 +132,11 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig, log
 			Discard:     jetstream.DiscardOld,
 			Duplicates:  2 * time.Minute,
 		})
+		if isInsufficientStorage(err) {
+			// The server reserves MaxBytes of its store for the stream up front: waiting
+			// for it does not help, a smaller bound or more space does.
+			return &permanentError{fmt.Errorf("JetStream has no room to reserve %d bytes for the request-log stream (REQLOG_MAX_BYTES): lower REQLOG_MAX_BYTES or give the NATS store (DATA_DIR when embedded) more space: %w", cfg.ReqLogMaxBytes, err)}
+		}
 		return err
 	}); err != nil {
 		return nil, err
@@ -196,6 +205,10 @@ func (s *Store) append(ctx context.Context, actor string, expect uint64, facts [
 		ack, err := s.js.PublishMsg(ctx, msg, opts...)
 		if isWrongLastSeq(err) {
 			return 0, ErrConflict
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return 0, fmt.Errorf("append %s: %w", msg.Header.Get(hdrType), errors.Join(ErrLogUnavailable, err))
 		}
 		if err != nil {
 			return 0, fmt.Errorf("append %s: %w", msg.Header.Get(hdrType), err)
@@ -347,6 +360,15 @@ func isWrongLastSeq(err error) bool {
 	}
 	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// jsInsufficientStorage is the JetStream error code of a stream or message the server's
+// storage cannot hold (nats-server JSInsufficientResourcesErr, JSStorageResourcesExceededErr).
+const jsInsufficientStorage = 10047
+
+func isInsufficientStorage(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsInsufficientStorage
 }
 
 // LastSeq is the sequence of the aggregate's last event in the log, 0 when it has none.
