@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -446,7 +447,30 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	// The SQL side takes writes again by itself; the embedded JetStream store keeps the
+	// The request-log database takes writes again by itself, and no log was parked for
+	// its lack of space.
+	var rl map[string]any
+	l.waitFor(t, 30*time.Second, func() error {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", port))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var h struct {
+			RequestLogs map[string]any `json:"request_logs"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+			return err
+		}
+		if rl = h.RequestLogs; rl["sql"] != "ok" {
+			return fmt.Errorf("/health request_logs %v", rl)
+		}
+		return nil
+	})
+	if rl["parked_records"] != 0.0 {
+		t.Fatalf("request logs parked while the disk was full: %v", rl)
+	}
+	// The embedded JetStream store keeps the
 	// write error of its stream until the server starts again (nats-server's file store),
 	// so the node is restarted once space has returned.
 	l.halt()
