@@ -20,6 +20,7 @@ import (
 // then. It stores what it acknowledges, deduplicated by id like the stream.
 type flakyLog struct {
 	down   atomic.Bool
+	refuse func(hf events.HealthFact) bool // refuses a fact the log is up for, when set
 	ids    atomic.Uint64
 	mu     sync.Mutex
 	seen   map[string]bool
@@ -35,7 +36,7 @@ func (l *flakyLog) PublishFacts(_ context.Context, facts []events.HealthFact) []
 	l.rounds++
 	errs := make([]error, len(facts))
 	for i, hf := range facts {
-		if l.down.Load() {
+		if l.down.Load() || (l.refuse != nil && l.refuse(hf)) {
 			errs[i] = errors.New("nats: connection closed")
 			continue
 		}
@@ -203,5 +204,45 @@ func waitFor(t *testing.T, ok func() bool) {
 			t.Fatal("condition not met in 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHealthResetLostBeforeLaterFacts: when a success does not land but a failure recorded
+// after it does, the success is sent again followed by that failure again, so the key
+// ends as the facts in their order leave it, not cleared.
+func TestHealthResetLostBeforeLaterFacts(t *testing.T) {
+	t.Parallel()
+	l := &flakyLog{}
+	l.down.Store(true)
+	h := newHealth(l, 64, zerolog.Nop())
+	defer h.close()
+	all := []domain.Fact{
+		domain.KeyFailed{GroupID: 1, KeyID: 1, Kind: domain.FailureAuth, Status: 401},
+		domain.KeyFailed{GroupID: 1, KeyID: 1, Kind: domain.FailureAuth, Status: 401},
+		domain.KeySucceeded{GroupID: 1, KeyID: 1},
+		domain.KeyFailed{GroupID: 1, KeyID: 1, Kind: domain.FailureAuth, Status: 401},
+	}
+	for _, f := range all {
+		h.record(actorProxy, f)
+	}
+	var refused atomic.Bool
+	l.mu.Lock()
+	l.refuse = func(hf events.HealthFact) bool {
+		_, ok := hf.Fact.(domain.KeySucceeded)
+		return ok && refused.CompareAndSwap(false, true)
+	}
+	l.mu.Unlock()
+	l.down.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !refused.Load() {
+		t.Fatal("the success was never refused")
+	}
+	want, have := keyState(all), keyState(l.facts())
+	if want.FailureCount != have.FailureCount || want.Status != have.Status {
+		t.Fatalf("key after the stored facts %+v (%d facts), after all of them %+v", have, len(l.facts()), want)
 	}
 }
