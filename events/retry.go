@@ -27,6 +27,10 @@ func Retry(ctx context.Context, log zerolog.Logger, what string, f func(ctx cont
 		actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 		err := f(actx)
 		cancel()
+		var stop *permanentError
+		if errors.As(err, &stop) {
+			return fmt.Errorf("%s: %w", what, stop.err)
+		}
 		if err == nil {
 			if attempt > 1 {
 				log.Info().Int("attempts", attempt).Dur("waited", time.Since(start)).Msg(what + ": done")
@@ -50,3 +54,9 @@ func Retry(ctx context.Context, log zerolog.Logger, what string, f func(ctx cont
 		delay = min(2*delay, 5*time.Second)
 	}
 }
+
+// permanentError is an error waiting will not cure: Retry returns it at once.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }

@@ -26,6 +26,10 @@ const (
 // ErrConflict means the aggregate moved on since the state the command was decided on.
 var ErrConflict = errors.New("events: aggregate changed concurrently")
 
+// ErrLogUnavailable means an append got no answer in time: NATS is out of reach, the stream
+// has no leader, or its store cannot write (disk full). The fact may still land.
+var ErrLogUnavailable = errors.New("events: the event log did not acknowledge in time")
+
 // StoreConfig configures the streams.
 type StoreConfig struct {
 	Node     string  // recorded in every event
@@ -130,6 +134,11 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig, log
 			Discard:     jetstream.DiscardOld,
 			Duplicates:  2 * time.Minute,
 		})
+		if isInsufficientStorage(err) {
+			// The server reserves MaxBytes of its store for the stream up front: waiting
+			// for it does not help, a smaller bound or more space does.
+			return &permanentError{fmt.Errorf("JetStream has no room to reserve %d bytes for the request-log stream (REQLOG_MAX_BYTES): lower REQLOG_MAX_BYTES or give the NATS store (DATA_DIR when embedded) more space: %w", cfg.ReqLogMaxBytes, err)}
+		}
 		return err
 	}); err != nil {
 		return nil, err
@@ -198,6 +207,10 @@ func (s *Store) append(ctx context.Context, actor string, expect uint64, facts [
 		ack, err := s.js.PublishMsg(ctx, msg, opts...)
 		if isWrongLastSeq(err) {
 			return 0, ErrConflict
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return 0, fmt.Errorf("append %s: %w", msg.Header.Get(hdrType), errors.Join(ErrLogUnavailable, err))
 		}
 		if err != nil {
 			return 0, fmt.Errorf("append %s: %w", msg.Header.Get(hdrType), err)
@@ -278,6 +291,58 @@ func (s *Store) Publish(actor string, facts ...domain.Fact) error {
 	return nil
 }
 
+// NewID draws an event id: a fact published again under the same id within the stream's
+// duplicate window (2 minutes) is stored once.
+func (s *Store) NewID() string { return s.newID() }
+
+// HealthFact is a key-health fact with the id and actor it is recorded under.
+type HealthFact struct {
+	ID    string // from NewID; publishing again under it within 2 minutes stores the fact once
+	Actor string
+	Fact  domain.Fact
+}
+
+// PublishFacts publishes key-health facts, in order, all at once and without a guard, then
+// waits until ctx ends for the log to acknowledge each: errs[i] is nil once facts[i] is in
+// the log. A fact that can never be taken (not a health fact, too large) fails with a
+// domain.EINVALID error; any other error (NATS away, no acknowledgement in time) is worth
+// publishing again under the same id, which the log then deduplicates.
+func (s *Store) PublishFacts(ctx context.Context, facts []HealthFact) []error {
+	errs := make([]error, len(facts))
+	futs := make([]jetstream.PubAckFuture, len(facts))
+	for i, hf := range facts {
+		if agg := domain.AggregateOf(hf.Fact); agg.Kind != domain.AggHealth {
+			errs[i] = domain.Errorf(domain.EINVALID, "events: %T must be appended with a guard, not published", hf.Fact)
+			continue
+		}
+		msg, err := s.codec.encode(hf.Fact, hf.ID, hf.Actor, s.now())
+		if err == nil {
+			err = s.checkSize(msg)
+		}
+		if err != nil {
+			errs[i] = domain.Errorf(domain.EINVALID, "publish %T: %v", hf.Fact, err)
+			continue
+		}
+		futs[i], err = s.js.PublishMsgAsync(msg, jetstream.WithMsgID(hf.ID), jetstream.WithExpectStream(EventsStream))
+		if err != nil {
+			errs[i] = fmt.Errorf("publish %s: %w", msg.Header.Get(hdrType), err)
+		}
+	}
+	for i, fut := range futs {
+		if fut == nil {
+			continue
+		}
+		select {
+		case <-fut.Ok():
+		case err := <-fut.Err():
+			errs[i] = fmt.Errorf("publish %T: %w", facts[i].Fact, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("publish %T: no acknowledgement: %w", facts[i].Fact, ctx.Err())
+		}
+	}
+	return errs
+}
+
 // Flush waits until every fact published so far is acknowledged, or ctx ends.
 func (s *Store) Flush(ctx context.Context) error {
 	select {
@@ -297,6 +362,15 @@ func isWrongLastSeq(err error) bool {
 	}
 	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// jsInsufficientStorage is the JetStream error code of a stream or message the server's
+// storage cannot hold (nats-server JSInsufficientResourcesErr, JSStorageResourcesExceededErr).
+const jsInsufficientStorage = 10047
+
+func isInsufficientStorage(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsInsufficientStorage
 }
 
 // LastSeq is the sequence of the aggregate's last event in the log, 0 when it has none.

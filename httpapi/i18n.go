@@ -71,6 +71,7 @@ const (
 	msgInvalidRequest       msgID = "invalid_request"
 	msgUnexpected           msgID = "unexpected"
 	msgCancelled            msgID = "cancelled"
+	msgLogUnavailable       msgID = "log_unavailable"
 	msgStarting             msgID = "starting"
 	msgGroupNotFound        msgID = "group_not_found"
 	msgKeyNotFound          msgID = "key_not_found"
@@ -143,11 +144,14 @@ var messages = map[msgID][numLangs]string{
 		"分组已复制；由于另一个任务正在运行，密钥未被复制",
 		"グループをコピーしました。別のタスクが実行中のため、キーはコピーされていません",
 	},
-	msgAuthFailed:        {"Authentication failed", "认证失败", "認証に失敗しました"},
-	msgAuthSuccess:       {"Authentication successful", "认证成功", "認証に成功しました"},
-	msgInvalidRequest:    {"Invalid request: auth_key is required", "无效的请求：缺少 auth_key", "無効なリクエストです: auth_key が必要です"},
-	msgUnexpected:        {"An unexpected error occurred", "发生意外错误", "予期しないエラーが発生しました"},
-	msgCancelled:         {"The request was cancelled", "请求已取消", "リクエストはキャンセルされました"},
+	msgAuthFailed:     {"Authentication failed", "认证失败", "認証に失敗しました"},
+	msgAuthSuccess:    {"Authentication successful", "认证成功", "認証に成功しました"},
+	msgInvalidRequest: {"Invalid request: auth_key is required", "无效的请求：缺少 auth_key", "無効なリクエストです: auth_key が必要です"},
+	msgUnexpected:     {"An unexpected error occurred", "发生意外错误", "予期しないエラーが発生しました"},
+	msgCancelled:      {"The request was cancelled", "请求已取消", "リクエストはキャンセルされました"},
+	msgLogUnavailable: {"The event log did not confirm the change in time (NATS out of reach, or its storage full): it may not have been applied; check and try again",
+		"事件日志未能及时确认此更改（NATS 无法访问或其存储已满）：更改可能未生效，请检查后重试",
+		"イベントログが時間内に変更を確認しませんでした（NATS に接続できないか、ストレージが満杯です）。変更は適用されていない可能性があります。確認して再試行してください"},
 	msgStarting:          {"The service is starting: it is still reading its event log", "服务正在启动：仍在读取事件日志", "サービスを起動中です: イベントログを読み込んでいます"},
 	msgGroupNotFound:     {"Group not found", "分组不存在", "グループが見つかりません"},
 	msgKeyNotFound:       {"Key not found", "密钥不存在", "キーが見つかりません"},

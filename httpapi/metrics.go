@@ -52,6 +52,7 @@ type Metrics struct {
 	store atomic.Pointer[appendStats]
 	facts atomic.Pointer[func() uint64]
 	aff   atomic.Pointer[func() (hits, moved, misses uint64)]
+	wait  atomic.Pointer[func() int]
 }
 
 // AppendStatser reads the event log's append counters; *events.Store implements it.
@@ -76,6 +77,12 @@ func (m *Metrics) WatchDroppedFacts(dropped func() uint64) {
 // another key, misses; proxy.Handler.AffinityStats) to every scrape.
 func (m *Metrics) WatchAffinity(stats func() (hits, moved, misses uint64)) {
 	m.aff.Store(&stats)
+}
+
+// WatchWaitingFacts adds the number of key-health facts waiting for the event log to
+// acknowledge them (proxy.Handler.WaitingFacts) to every scrape.
+func (m *Metrics) WatchWaitingFacts(waiting func() int) {
+	m.wait.Store(&waiting)
 }
 
 // PublisherStats reads the counters of the request-log publisher;
@@ -317,13 +324,14 @@ var (
 	descAppends   = prometheus.NewDesc("gpt_load_event_append_seconds", "Guarded appends to the event log by this node (admin changes), and the time they took, acknowledgement included.", nil, nil)
 	descConflicts = prometheus.NewDesc("gpt_load_event_append_conflicts_total", "Appends refused because the aggregate had moved on (another writer came first).", nil, nil)
 	descAppendErr = prometheus.NewDesc("gpt_load_event_append_errors_total", "Appends that failed otherwise (NATS out of reach, timeout, event too large).", nil, nil)
-	descFacts     = prometheus.NewDesc("gpt_load_key_health_facts_dropped_total", "Key-health facts this node dropped because the event log did not keep up.", nil, nil)
 	descAffinity  = prometheus.NewDesc("gpt_load_prompt_cache_affinity_total", "Prompt-cache affinity lookups by result: hit (the conversation's key served), moved (its key rested or failed, another took over), miss (a conversation new to this node).", []string{"result"}, nil)
+	descFacts     = prometheus.NewDesc("gpt_load_key_health_facts_dropped_total", "Key-health facts this node dropped: more were waiting for the event log than its buffer holds, or the log was away when the node stopped.", nil, nil)
+	descFactsWait = prometheus.NewDesc("gpt_load_key_health_facts_waiting", "Key-health facts this node holds until the event log acknowledges them (sent again while it is away).", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKeys, descApplied, descLag, descCaught, descBacklog, descBytes, descParked, descLeader, descTask, descWritten, descPub, descDropped, descQueued,
-		descResting, descAppends, descConflicts, descAppendErr, descFacts, descAffinity} {
+		descResting, descAppends, descConflicts, descAppendErr, descFacts, descAffinity, descFactsWait} {
 		ch <- d
 	}
 }
@@ -393,6 +401,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAffinity, prometheus.CounterValue, float64(hits), "hit")
 		ch <- prometheus.MustNewConstMetric(descAffinity, prometheus.CounterValue, float64(moved), "moved")
 		ch <- prometheus.MustNewConstMetric(descAffinity, prometheus.CounterValue, float64(misses), "miss")
+	}
+	if f := c.m.wait.Load(); f != nil {
+		gauge(descFactsWait, float64((*f)()))
 	}
 	if rl := d.Health.RequestLogs; rl != nil {
 		b := rl.Backlog()

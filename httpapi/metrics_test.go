@@ -48,6 +48,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	m := httpapi.NewMetrics()
 	m.WatchPublisher(fakePublisher{events.ReqLogStats{Published: 7, Dropped: 1, QueuedBytes: 300}})
 	m.WatchDroppedFacts(func() uint64 { return 2 })
+	m.WatchWaitingFacts(func() int { return 4 })
 	var ph atomic.Pointer[proxy.Handler]
 	n := startNode(t, nodeOpts{
 		proxy: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ph.Load().ServeHTTP(w, r) }),
@@ -148,6 +149,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 		{"gpt_load_event_append_seconds", nil, 4}, // the seeded settings, the group, its keys, the disabling
 		{"gpt_load_event_append_conflicts_total", nil, 0},
 		{"gpt_load_key_health_facts_dropped_total", nil, 2},
+		{"gpt_load_key_health_facts_waiting", nil, 4},
 		{"gpt_load_keys", map[string]string{"group": "metered", "status": "invalid"}, 0},
 		{"gpt_load_projection_caught_up", nil, 1},
 		{"gpt_load_task_running", map[string]string{"type": "KEY_IMPORT"}, 0},

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog/hlog"
 
 	"gpt-load/domain"
+	"gpt-load/events"
 	"gpt-load/httpapi/tasks"
 )
 
@@ -143,6 +144,9 @@ func errorResponse(r *http.Request, err error) (int, errorBody) {
 	}
 	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return http.StatusServiceUnavailable, errorBody{Code: codeUnavailable, Message: tr(r, msgCancelled)}
+	}
+	if errors.Is(err, events.ErrLogUnavailable) {
+		return http.StatusServiceUnavailable, errorBody{Code: codeUnavailable, Message: tr(r, msgLogUnavailable)}
 	}
 	var de *domain.Error
 	if errors.As(err, &de) {

@@ -54,7 +54,8 @@ type Config struct {
 	// RetryEmptyAnswer tells whether a group retries a 200 whose answer is empty (no
 	// choices, candidates or content) with another key; nil: never.
 	RetryEmptyAnswer func(g *projections.GroupView) bool
-	// HealthQueue bounds the key-health facts waiting for the log (default 4096).
+	// HealthQueue bounds the key-health facts waiting for the log (default 4096): they are
+	// sent again until the log acknowledges them, coalesced per key.
 	HealthQueue int
 	// AffinityEntries bounds the conversations this node remembers for prompt-cache
 	// affinity (default 65,536); AffinityTTL is how long an unused one is kept (default
@@ -146,8 +147,7 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	return h, nil
 }
 
-// Flush waits until every key-health fact recorded so far has been handed to the event
-// log (whose own Flush then waits for the acknowledgements).
+// Flush waits until the event log has acknowledged every key-health fact recorded so far.
 func (h *Handler) Flush(ctx context.Context) error { return h.health.flush(ctx) }
 
 // Close hands the remaining facts to the log and closes idle upstream connections. Call
@@ -161,8 +161,12 @@ func (h *Handler) Close() error {
 // InFlight is the number of proxied requests being served.
 func (h *Handler) InFlight() int64 { return h.inflight.Load() }
 
-// DroppedFacts counts key-health facts dropped because the log did not keep up.
+// DroppedFacts counts key-health facts dropped: more were waiting for the log than
+// Config.HealthQueue, or the log was still away when the proxy closed.
 func (h *Handler) DroppedFacts() uint64 { return h.health.dropped.Load() }
+
+// WaitingFacts is how many key-health facts wait for the log to acknowledge them.
+func (h *Handler) WaitingFacts() int { return h.health.waiting() }
 
 // ServeHTTP proxies one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

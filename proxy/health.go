@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,36 +15,72 @@ import (
 	"github.com/rs/zerolog"
 
 	"gpt-load/domain"
+	"gpt-load/events"
 )
 
-// FactPublisher records key-health facts without waiting for the log; *events.Store
-// implements it.
+// FactPublisher hands key-health facts to the log and tells which ones it acknowledged;
+// *events.Store implements it.
 type FactPublisher interface {
-	Publish(actor string, facts ...domain.Fact) error
+	NewID() string
+	PublishFacts(ctx context.Context, facts []events.HealthFact) []error
 }
 
 // actorProxy is the actor of the facts the proxy records (events.ActorProxy).
 const actorProxy = "proxy"
+
+// The retry buffer of key-health facts.
+const (
+	// maxAuthPending bounds the counted failures kept for one key: blacklist_threshold is
+	// at most 100, so 100 consecutive failures blacklist a key whatever the log held
+	// before; older ones add nothing.
+	maxAuthPending = 100
+	// factBatch is how many facts one publish round sends before waiting for their
+	// acknowledgements; factAckWait bounds that wait.
+	factBatch   = 512
+	factAckWait = 5 * time.Second
+	// factRetryMin and factRetryMax bound the pause before facts the log did not take are
+	// sent again; it doubles while the log stays away.
+	factRetryMin = 50 * time.Millisecond
+	factRetryMax = 2 * time.Second
+	// factCloseWait is how long Close keeps trying to hand the remaining facts to the log.
+	factCloseWait = 5 * time.Second
+)
 
 // health hands key-health facts to the log from a goroutine of its own, so a client never
 // waits for a publish, and holds a failing key out of this node's rotation at once, before
 // its fact has come back through the log. A hold lives in the key's pool entry and ends
 // when it expires or when the projection next changes the key (projections.PoolKey.Hold):
 // whatever the log says later wins over this node's guess.
+//
+// A fact the log did not acknowledge (NATS away, queue full, publish error) is kept and
+// sent again under the same id (the log stores it once) until it lands, so a cooldown or a
+// blacklisting one node saw reaches every node's projection. The facts waiting are
+// coalesced per key to what changes the key's state: a success or a valid validation
+// replaces everything before it, a rate limit replaces the previous one of the key (the
+// later cooldown end wins), counted failures are kept up to maxAuthPending. At most max
+// facts wait; past that a fact that would add to them is dropped, counted (dropped) and
+// logged.
 type health struct {
-	pub  FactPublisher
-	log  zerolog.Logger
-	q    chan domain.Fact
-	done chan struct{}
+	pub FactPublisher
+	log zerolog.Logger
+	max int
 
-	closeMu sync.RWMutex // held shared while sending on q, exclusively to close it
-	closed  bool
+	mu      sync.Mutex
+	pending map[keyRef][]events.HealthFact
+	n       int  // facts in pending
+	sending int  // facts being published
+	closed  bool // no more facts are taken
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
 
-	dropped  atomic.Uint64
-	lastWarn atomic.Int64
+	dropped, retried atomic.Uint64
+	lastWarn         atomic.Int64
 
 	backoff sync.Map // key id → rateState
 }
+
+type keyRef struct{ group, key uint64 }
 
 type rateState struct {
 	cooldown time.Duration
@@ -53,72 +92,298 @@ type rateState struct {
 // hold sooner).
 const localExclusion = 5 * time.Second
 
-func newHealth(pub FactPublisher, queue int, log zerolog.Logger) *health {
-	h := &health{pub: pub, log: log, q: make(chan domain.Fact, queue), done: make(chan struct{})}
+func newHealth(pub FactPublisher, max int, log zerolog.Logger) *health {
+	h := &health{pub: pub, log: log, max: max, pending: map[keyRef][]events.HealthFact{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go h.run()
 	return h
 }
 
-func (h *health) run() {
-	defer close(h.done)
-	for f := range h.q {
-		if h.pub == nil {
-			continue
-		}
-		if err := h.pub.Publish(actorProxy, f); err != nil {
-			h.log.Error().Err(err).Msg("key-health fact not recorded")
-		}
-	}
-}
-
-// record queues a fact; if the queue is full (the log is unreachable) the fact is dropped,
-// counted and logged: a client never waits for it.
-func (h *health) record(f domain.Fact) {
-	h.closeMu.RLock()
-	defer h.closeMu.RUnlock()
-	if h.closed {
-		h.log.Error().Msg("key-health fact recorded after the proxy was closed: dropped")
+// record queues a fact of actor; it never waits for the log.
+func (h *health) record(actor string, f domain.Fact) {
+	ref, ok := healthRef(f)
+	if !ok {
+		h.log.Error().Str("fact", fmt.Sprintf("%T", f)).Msg("not a key-health fact: dropped")
 		return
 	}
+	hf := events.HealthFact{ID: h.pub.NewID(), Actor: actor, Fact: f}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.drop(1, "key-health fact recorded after the proxy was closed: dropped")
+		return
+	}
+	old := h.pending[ref]
+	list := coalesce(slices.Clone(old), hf)
+	if len(list) > len(old) && h.n+h.sending >= h.max {
+		h.mu.Unlock()
+		h.drop(1, "key-health facts dropped: too many are waiting for the event log")
+		return
+	}
+	h.pending[ref] = list
+	h.n += len(list) - len(old)
+	h.mu.Unlock()
 	select {
-	case h.q <- f:
+	case h.wake <- struct{}{}:
 	default:
-		n := h.dropped.Add(1)
-		now := time.Now().UnixNano()
-		if last := h.lastWarn.Load(); now-last >= int64(time.Second) && h.lastWarn.CompareAndSwap(last, now) {
-			h.log.Error().Uint64("dropped_total", n).Msg("key-health facts dropped: the event log is not keeping up")
+	}
+}
+
+func (h *health) drop(n int, msg string) {
+	total := h.dropped.Add(uint64(n))
+	now := time.Now().UnixNano()
+	if last := h.lastWarn.Load(); now-last >= int64(time.Second) && h.lastWarn.CompareAndSwap(last, now) {
+		h.log.Error().Uint64("dropped_total", total).Msg(msg)
+	}
+}
+
+func healthRef(f domain.Fact) (keyRef, bool) {
+	switch f := f.(type) {
+	case domain.KeyFailed:
+		return keyRef{f.GroupID, f.KeyID}, true
+	case domain.KeySucceeded:
+		return keyRef{f.GroupID, f.KeyID}, true
+	case domain.KeyValidated:
+		return keyRef{f.GroupID, f.KeyID}, true
+	}
+	return keyRef{}, false
+}
+
+// resets tells whether a fact sets the key's health whatever came before it.
+func resets(f domain.Fact) bool {
+	switch f := f.(type) {
+	case domain.KeySucceeded:
+		return true
+	case domain.KeyValidated:
+		return f.Valid
+	}
+	return false
+}
+
+// counted tells whether a fact counts toward the blacklist threshold.
+func counted(f domain.Fact) bool {
+	switch f := f.(type) {
+	case domain.KeyFailed:
+		return f.Kind == domain.FailureAuth
+	case domain.KeyValidated:
+		return !f.Valid
+	}
+	return false
+}
+
+// coalesce appends hf to the facts waiting for its key, keeping what the projection would
+// make of them all (domain.State.Apply): a reset replaces them, an uncounted failure
+// replaces the previous one of its kind (the later cooldown end wins), counted failures
+// are kept up to maxAuthPending.
+func coalesce(list []events.HealthFact, hf events.HealthFact) []events.HealthFact {
+	if resets(hf.Fact) {
+		return append(list[:0], hf)
+	}
+	if counted(hf.Fact) {
+		n := 0
+		for _, p := range list {
+			if counted(p.Fact) {
+				n++
+			}
+		}
+		if n >= maxAuthPending {
+			i := slices.IndexFunc(list, func(p events.HealthFact) bool { return counted(p.Fact) })
+			list = slices.Delete(list, i, i+1)
+		}
+		return append(list, hf)
+	}
+	if nf, ok := hf.Fact.(domain.KeyFailed); ok {
+		for i, p := range list {
+			if pf, ok := p.Fact.(domain.KeyFailed); ok && pf.Kind == nf.Kind {
+				if pf.RetryUntil.After(nf.RetryUntil) {
+					nf.RetryUntil = pf.RetryUntil
+					hf.Fact = nf
+				}
+				list = slices.Delete(list, i, i+1)
+				break
+			}
+		}
+	}
+	return append(list, hf)
+}
+
+func (h *health) run() {
+	defer close(h.done)
+	var delay time.Duration
+	var giveUp time.Time
+	stop := h.stop
+	for {
+		if stop != nil {
+			select {
+			case <-stop:
+				stop, giveUp = nil, time.Now().Add(factCloseWait)
+			default:
+			}
+		}
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-stop:
+				t.Stop()
+				stop, giveUp = nil, time.Now().Add(factCloseWait)
+			}
+		}
+		batch := h.take()
+		if len(batch) == 0 {
+			if stop == nil {
+				return
+			}
+			select {
+			case <-h.wake:
+			case <-stop:
+				stop, giveUp = nil, time.Now().Add(factCloseWait)
+			}
+			continue
+		}
+		if h.send(batch) {
+			delay = 0
+			continue
+		}
+		h.retried.Add(1)
+		delay = min(max(2*delay, factRetryMin), factRetryMax)
+		if stop == nil && time.Now().After(giveUp) {
+			h.mu.Lock()
+			lost := h.n
+			h.pending, h.n = map[keyRef][]events.HealthFact{}, 0
+			h.mu.Unlock()
+			h.dropped.Add(uint64(lost))
+			h.log.Error().Int("facts", lost).Msg("key-health facts not recorded: the event log was away when the proxy closed")
+			return
 		}
 	}
 }
 
-// flush waits until the queue is empty (the facts are then with the publisher).
+// take moves up to factBatch facts, whole keys at a time, from pending to the batch
+// being sent.
+func (h *health) take() map[keyRef][]events.HealthFact {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	batch := map[keyRef][]events.HealthFact{}
+	n := 0
+	for ref, list := range h.pending {
+		if n >= factBatch {
+			break
+		}
+		batch[ref] = list
+		n += len(list)
+		delete(h.pending, ref)
+	}
+	h.n -= n
+	h.sending = n
+	return batch
+}
+
+// send publishes a batch and puts back what the log did not take, ahead of the facts
+// recorded since; it tells whether everything landed.
+func (h *health) send(batch map[keyRef][]events.HealthFact) bool {
+	var flat []events.HealthFact
+	for _, list := range batch {
+		flat = append(flat, list...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), factAckWait)
+	errs := h.pub.PublishFacts(ctx, flat)
+	cancel()
+	var again map[keyRef][]events.HealthFact
+	var firstErr error
+	i := 0
+	for ref, list := range batch {
+		errs := errs[i : i+len(list)]
+		i += len(list)
+		var back []events.HealthFact
+		for j, hf := range list {
+			err := errs[j]
+			if err == nil {
+				continue
+			}
+			if domain.ErrorCode(err) == domain.EINVALID {
+				h.log.Error().Err(err).Msg("key-health fact refused by the event log: dropped")
+				h.dropped.Add(1)
+				continue
+			}
+			firstErr = cmp.Or(firstErr, err)
+			if resets(hf.Fact) && j+1 < len(list) {
+				// A reset that did not land before facts that did: send it again and,
+				// after it, what followed it (those that landed under new ids), so the
+				// key ends as it would have.
+				back = []events.HealthFact{hf}
+				for k, later := range list[j+1:] {
+					if errs[j+1+k] == nil {
+						later.ID = h.pub.NewID()
+					}
+					back = append(back, later)
+				}
+				break
+			}
+			back = append(back, hf)
+		}
+		if len(back) > 0 {
+			if again == nil {
+				again = map[keyRef][]events.HealthFact{}
+			}
+			again[ref] = back
+		}
+	}
+	h.mu.Lock()
+	h.sending = 0
+	for ref, back := range again {
+		newer := h.pending[ref]
+		for _, hf := range newer {
+			back = coalesce(back, hf)
+		}
+		h.pending[ref] = back
+		h.n += len(back) - len(newer)
+	}
+	h.mu.Unlock()
+	if firstErr != nil {
+		h.log.Warn().Err(firstErr).Int("keys", len(again)).Msg("key-health facts not acknowledged by the event log: sending them again")
+		return false
+	}
+	return true
+}
+
+// waiting is how many facts wait for the log (pending or being sent).
+func (h *health) waiting() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n + h.sending
+}
+
+// flush waits until every fact recorded so far is in the log, or ctx ends.
 func (h *health) flush(ctx context.Context) error {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
-	for len(h.q) > 0 {
+	for h.waiting() > 0 {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("key-health facts: %d not in the log yet: %w", h.waiting(), ctx.Err())
 		}
 	}
 	return nil
 }
 
+// close stops taking facts and keeps handing the remaining ones to the log for up to
+// factCloseWait.
 func (h *health) close() {
-	h.closeMu.Lock()
+	h.mu.Lock()
 	if !h.closed {
 		h.closed = true
-		close(h.q)
+		close(h.stop)
 	}
-	h.closeMu.Unlock()
+	h.mu.Unlock()
 	<-h.done
 }
 
 // authFailed records a counted failure of a key and, when it reaches the threshold, keeps
 // the key out of this node's rotation until the log has blacklisted it.
 func (h *health) authFailed(groupID uint64, key poolKey, threshold, status int, msg string, now time.Time) {
-	h.record(domain.KeyFailed{GroupID: groupID, KeyID: key.ID, Kind: domain.FailureAuth, Status: status, Message: msg})
+	h.record(actorProxy, domain.KeyFailed{GroupID: groupID, KeyID: key.ID, Kind: domain.FailureAuth, Status: status, Message: msg})
 	if threshold > 0 && int(key.Failures)+1 >= threshold {
 		key.Hold(now.Add(localExclusion).UnixNano())
 	}
@@ -143,14 +408,14 @@ func (h *health) rateLimited(groupID uint64, key poolKey, status int, msg string
 	if until.Sub(now) > maxCool {
 		until = now.Add(maxCool)
 	}
-	h.record(domain.KeyFailed{GroupID: groupID, KeyID: key.ID, Kind: domain.FailureRateLimit, Status: status, Message: msg, RetryUntil: until})
+	h.record(actorProxy, domain.KeyFailed{GroupID: groupID, KeyID: key.ID, Kind: domain.FailureRateLimit, Status: status, Message: msg, RetryUntil: until})
 	key.Hold(min(until.UnixNano(), now.Add(localExclusion).UnixNano()))
 	return until
 }
 
 func (h *health) succeeded(groupID uint64, key poolKey) {
 	if key.Failures > 0 {
-		h.record(domain.KeySucceeded{GroupID: groupID, KeyID: key.ID})
+		h.record(actorProxy, domain.KeySucceeded{GroupID: groupID, KeyID: key.ID})
 	}
 	h.backoff.Delete(key.ID)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -43,14 +44,21 @@ type envOpts struct {
 	facts    proxy.FactPublisher // replaces the event store as the proxy's fact publisher
 	// limits builds the limiter of named proxy keys; nil: the proxy's own.
 	limits func(js jetstream.JetStream) *limits.Limiter
+	// connect replaces the in-process connection to a fresh embedded server (a server the
+	// test stops and starts again).
+	connect func(t testing.TB) *nats.Conn
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
-	srv := eventstest.RunServer(t, "")
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
+	var nc *nats.Conn
+	if o.connect != nil {
+		nc = o.connect(t)
+	} else {
+		var err error
+		if nc, err = eventstest.RunServer(t, "").Connect(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))

@@ -71,7 +71,7 @@ func TestRetryAfter(t *testing.T) {
 
 func TestRateLimitBackoffDoubles(t *testing.T) {
 	t.Parallel()
-	h := newHealth(nil, 16, zerolog.Nop())
+	h := newHealth(&flakyLog{}, 16, zerolog.Nop())
 	defer h.close()
 	now := time.Now()
 	k := poolKey{ID: 7}

@@ -514,10 +514,13 @@ func TestSSEChunksReachClientOneByOne(t *testing.T) {
 	}
 }
 
+// TestClientDisconnectCancelsUpstream: a client that leaves mid-stream ends the upstream
+// request within 100 ms (the upstream records when its request's context ends), and the
+// key is not penalised.
 func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	canceled := make(chan struct{})
+	canceled := make(chan time.Time, 1)
 	started := make(chan struct{})
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, c call) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -525,7 +528,7 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		w.(http.Flusher).Flush()
 		close(started)
 		<-r.Context().Done()
-		close(canceled)
+		canceled <- time.Now()
 	})
 	gid := e.group("dc", groupOpts{upstreams: []string{up.URL}, config: map[string]any{"blacklist_threshold": 1}})
 	e.addKeys(gid, "k1")
@@ -537,10 +540,14 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
+	left := time.Now()
 	cancel()
 	resp.Body.Close()
 	select {
-	case <-canceled:
+	case at := <-canceled:
+		if d := at.Sub(left); d > 100*time.Millisecond {
+			t.Fatalf("the upstream request ended %v after the client left", d)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("upstream request not canceled")
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gpt-load/domain"
+	"gpt-load/events"
 	"gpt-load/events/eventstest"
 	"gpt-load/proxy"
 )
@@ -17,7 +18,11 @@ import (
 // node's own holds are then all that keeps a failing key out of its rotation.
 type lostFacts struct{}
 
-func (lostFacts) Publish(string, ...domain.Fact) error { return nil }
+func (lostFacts) NewID() string { return "" }
+
+func (lostFacts) PublishFacts(_ context.Context, facts []events.HealthFact) []error {
+	return make([]error, len(facts))
+}
 
 // TestKeysBackInRotationAtOnce: when the log brings a key back (a restore, an enable, a
 // successful validation), this node serves it on the very next request, whatever it held

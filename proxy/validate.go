@@ -40,9 +40,8 @@ type GroupMarker interface {
 
 // ValidatorDeps are what background revalidation needs besides the proxy.
 type ValidatorDeps struct {
-	State  StateReader   // required by RunRevalidation
-	Marker GroupMarker   // required by RunRevalidation
-	Facts  FactPublisher // defaults to the proxy's
+	State  StateReader // required by RunRevalidation
+	Marker GroupMarker // required by RunRevalidation
 	Log    zerolog.Logger
 	// Tick is how often RunRevalidation looks for groups due (default 1 minute).
 	Tick time.Duration
@@ -51,9 +50,8 @@ type ValidatorDeps struct {
 // Validator checks upstream keys with each channel's validation request, through the
 // group's upstreams, transport and header rules, like proxied traffic.
 type Validator struct {
-	h     *Handler
-	deps  ValidatorDeps
-	facts FactPublisher
+	h    *Handler
+	deps ValidatorDeps
 }
 
 // Validator returns the key validator of this proxy.
@@ -61,11 +59,7 @@ func (h *Handler) Validator(deps ValidatorDeps) *Validator {
 	if deps.Tick <= 0 {
 		deps.Tick = time.Minute
 	}
-	facts := deps.Facts
-	if facts == nil {
-		facts = h.health.pub
-	}
-	return &Validator{h: h, deps: deps, facts: facts}
+	return &Validator{h: h, deps: deps}
 }
 
 // Validate sends the validation request of g's channel for keyValue to g's next weighted
@@ -135,11 +129,13 @@ func ValidationFacts(groupID, keyID uint64, res ValidationResult) []domain.Fact 
 	}}
 }
 
-// Record publishes the facts of a validation result without waiting for the log. The
-// admin API, which must read its writes, appends ValidationFacts with
-// events.Commands.RecordHealth instead.
-func (v *Validator) Record(groupID, keyID uint64, res ValidationResult) error {
-	return v.facts.Publish("system:validation", ValidationFacts(groupID, keyID, res)...)
+// Record hands the facts of a validation result to the proxy's key-health buffer, which
+// publishes them until the log has them, without waiting. The admin API, which must read
+// its writes, appends ValidationFacts with events.Commands.RecordHealth instead.
+func (v *Validator) Record(groupID, keyID uint64, res ValidationResult) {
+	for _, f := range ValidationFacts(groupID, keyID, res) {
+		v.h.health.record("system:validation", f)
+	}
 }
 
 // revalidationJob is one group due for background validation.
@@ -234,9 +230,7 @@ func (v *Validator) revalidateGroup(ctx context.Context, job revalidationJob) {
 			if ctx.Err() != nil {
 				return
 			}
-			if err := v.Record(job.groupID, k.id, res); err != nil {
-				log.Error().Err(err).Uint64("key_id", k.id).Msg("validation result not recorded")
-			}
+			v.Record(job.groupID, k.id, res)
 			mu.Lock()
 			if res.Valid {
 				valid++

@@ -223,6 +223,7 @@ func startNode(ctx context.Context, cfg Config, log zerolog.Logger) (_ *node, er
 		st := n.proxy.AffinityStats()
 		return st.Hits, st.Moved, st.Misses
 	})
+	n.metrics.WatchWaitingFacts(n.proxy.WaitingFacts)
 	n.valid = n.proxy.Validator(proxy.ValidatorDeps{
 		State: n.proj, Marker: n.commands, Log: log.With().Str("component", "validation").Logger(),
 	})

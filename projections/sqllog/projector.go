@@ -14,6 +14,7 @@ import (
 
 	"gpt-load/domain"
 	"gpt-load/events"
+	"gpt-load/projections/sqlstore"
 )
 
 // Durable is the name of the consumer every node's projector shares, so that each
@@ -256,11 +257,18 @@ func (p *Projector) writeWaiting(ctx context.Context, batch []fetched, recs []do
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		perr := p.db.PingContext(pctx)
 		cancel()
-		if perr == nil {
+		full := sqlstore.IsOutOfSpace(err)
+		if perr == nil && !full {
 			return err
 		}
+		// Out of reach, or answering but out of space: no record is at fault, so none is
+		// parked; the batch waits until the database takes writes again.
 		if !p.sqlDown.Swap(true) {
-			p.log.Error().Err(err).Msg("request-log database out of reach; logs wait in JetStream")
+			if full {
+				p.log.Error().Err(err).Msg("request-log database out of space; logs wait in JetStream until there is room")
+			} else {
+				p.log.Error().Err(err).Msg("request-log database out of reach; logs wait in JetStream")
+			}
 		}
 		if err := sleep(ctx, delay); err != nil {
 			return err

@@ -3,8 +3,6 @@ package sqllog_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -227,8 +225,8 @@ func TestProjectorSurvivesSQLOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := newCutProxy(t, u.Host)
-	u.Host = cut.addr
+	cut := sqlstoretest.NewCutProxy(t, u.Host)
+	u.Host = cut.Addr
 	viaProxy := sqlstoretest.Open(t, u.String())
 
 	js := logStream(t)
@@ -241,7 +239,7 @@ func TestProjectorSurvivesSQLOutage(t *testing.T) {
 	}
 	waitRows(t, direct, 100, 5*time.Second)
 
-	cut.cut()
+	cut.Cut()
 	for i := range all[100:] {
 		pub.Record(&all[100+i])
 	}
@@ -262,86 +260,12 @@ func TestProjectorSurvivesSQLOutage(t *testing.T) {
 		t.Fatalf("%d rows while the database is cut off, want 100", n)
 	}
 
-	cut.restore()
+	cut.Restore()
 	waitRows(t, direct, int64(len(all)), 30*time.Second)
 	checkAggregates(t, direct, expect(all))
 	if b := p.Backlog(); b.ParkedMsgs != 0 {
 		t.Errorf("%d messages parked during the outage, want 0", b.ParkedMsgs)
 	}
-}
-
-// cutProxy forwards TCP connections to a server until cut: then it closes every open
-// connection and closes new ones at once, until restored.
-type cutProxy struct {
-	addr   string
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{addr: ln.Addr().String(), target: target, conns: map[net.Conn]struct{}{}}
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) serve(c net.Conn) {
-	p.mu.Lock()
-	if p.down {
-		p.mu.Unlock()
-		c.Close()
-		return
-	}
-	p.mu.Unlock()
-	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.down {
-		p.mu.Unlock()
-		c.Close()
-		up.Close()
-		return
-	}
-	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); up.Close(); c.Close() }()
-	_, _ = io.Copy(c, up)
-	up.Close()
-	c.Close()
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *cutProxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
 }
 
 // unkeyed drops the key values of recs, keeping their hashes: the publisher would

@@ -196,6 +196,25 @@ func isDuplicate(err error) bool {
 	return false
 }
 
+// IsOutOfSpace reports whether err says the database has no room left: a full disk or
+// table, or (PostgreSQL) any shortage of resources. The database answers, yet no write
+// can succeed until an operator makes room; the write is worth trying again then.
+func IsOutOfSpace(err error) bool {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Field('C'), "53") // insufficient_resources: disk_full 53100, …
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		return myErr.Number == 1114 || myErr.Number == 1021 // ER_RECORD_FILE_FULL, ER_DISK_FULL
+	}
+	var liteErr *sqlite.Error
+	if errors.As(err, &liteErr) {
+		return liteErr.Code()&0xff == sqlite3.SQLITE_FULL
+	}
+	return false
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
