@@ -345,7 +345,7 @@ func components() schema {
 			"last_error", str("masked reason of the last counted failure"), "disabled", boolean()),
 		"ProxyKeyUse": object("daily_tokens", nullable(integer("")), "monthly_tokens", nullable(integer(""))),
 		"ProxyKey": object("?id", integer("absent for the unnamed keys"), "name", str(""), "source", enum("named", "global", "group"),
-			"read_only", boolean(), "masked", str("the secret with its middle hidden"), "groups", arrayOf(str("group name; empty: every group")),
+			"read_only", boolean(), "masked", str("the secret with its middle hidden"), "groups", arrayOf(str("group name")), "all_groups", schema{"type": "boolean", "description": "true: the key may use every group (a key whose groups were all deleted lists none and may use none)"},
 			"enabled", boolean(), "expired", boolean(), "expires_at", nullable(dateTime()), "notes", str(""),
 			"rpm", integer("requests per minute, 0: no limit"), "tpm", integer("tokens per minute, 0: no limit"),
 			"daily_tokens", integer("tokens per UTC day, 0: no quota"), "monthly_tokens", integer("tokens per UTC month, 0: no quota"),

@@ -18,12 +18,15 @@ type ProxyKeyUsage interface {
 // one of gpt-load's comma-separated proxy_keys (source "global" or "group"), which is
 // read-only here and has no id.
 type proxyKeyJSON struct {
-	ID            uint64     `json:"id,omitempty"`
-	Name          string     `json:"name"`
-	Source        string     `json:"source"`
-	ReadOnly      bool       `json:"read_only"`
-	Masked        string     `json:"masked"`
-	Groups        []string   `json:"groups"`
+	ID       uint64   `json:"id,omitempty"`
+	Name     string   `json:"name"`
+	Source   string   `json:"source"`
+	ReadOnly bool     `json:"read_only"`
+	Masked   string   `json:"masked"`
+	Groups   []string `json:"groups"`
+	// AllGroups tells a key that may use every group from one whose groups were all
+	// deleted (which may use none): both list no group.
+	AllGroups     bool       `json:"all_groups"`
 	Enabled       bool       `json:"enabled"`
 	Expired       bool       `json:"expired"`
 	ExpiresAt     *time.Time `json:"expires_at"`
@@ -57,7 +60,7 @@ const (
 func (a *admin) proxyKeyOut(s *domain.State, k *domain.ProxyKey) proxyKeyJSON {
 	now := a.now()
 	out := proxyKeyJSON{
-		ID: k.ID, Name: k.Name, Source: proxyKeyNamed, Masked: k.Masked, Groups: []string{},
+		ID: k.ID, Name: k.Name, Source: proxyKeyNamed, Masked: k.Masked, Groups: []string{}, AllGroups: len(k.GroupIDs) == 0,
 		Enabled: k.Enabled, Expired: k.Expired(now), ExpiresAt: optTime(k.ExpiresAt), Notes: k.Notes,
 		RPM: k.RPM, TPM: k.TPM, DailyTokens: k.DailyTokens, MonthlyTokens: k.MonthlyTokens,
 		CreatedAt: optTime(k.CreatedAt), UpdatedAt: optTime(k.UpdatedAt), RotatedAt: optTime(k.RotatedAt),
@@ -86,7 +89,7 @@ func (a *admin) proxyKeyOut(s *domain.State, k *domain.ProxyKey) proxyKeyJSON {
 
 // unnamedKey is a row for one of gpt-load's comma-separated proxy keys.
 func unnamedKey(source, value string, groups []string) proxyKeyJSON {
-	return proxyKeyJSON{Source: source, ReadOnly: true, Masked: domain.MaskKey(value), Groups: groups, Enabled: true}
+	return proxyKeyJSON{Source: source, ReadOnly: true, Masked: domain.MaskKey(value), Groups: groups, AllGroups: len(groups) == 0, Enabled: true}
 }
 
 // listProxyKeys is GET /api/proxy-keys: the named keys by id, then the global proxy_keys,

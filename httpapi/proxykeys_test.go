@@ -24,6 +24,7 @@ type proxyKeyOut struct {
 	ReadOnly  bool       `json:"read_only"`
 	Masked    string     `json:"masked"`
 	Groups    []string   `json:"groups"`
+	AllGroups bool       `json:"all_groups"`
 	Enabled   bool       `json:"enabled"`
 	Expired   bool       `json:"expired"`
 	ExpiresAt *time.Time `json:"expires_at"`
@@ -74,7 +75,7 @@ func TestProxyKeysLifecycle(t *testing.T) {
 	// Create: the object, and this once its secret.
 	var k proxyKeyOut
 	n.do("POST", "/api/proxy-keys", `{"name":" team ","groups":["alpha"],"rpm":100,"daily_tokens":1000,"expires_at":null,"notes":"n"}`).ok(t, &k)
-	if k.ID == 0 || k.Name != "team" || k.Source != "named" || !k.Enabled || len(k.Groups) != 1 || k.Groups[0] != "alpha" ||
+	if k.ID == 0 || k.Name != "team" || k.Source != "named" || !k.Enabled || len(k.Groups) != 1 || k.Groups[0] != "alpha" || k.AllGroups ||
 		!strings.HasPrefix(k.Key, "sk-gl-") || len(k.Key) < 40 || k.Masked == "" || strings.Contains(k.Masked, k.Key[8:20]) {
 		t.Fatalf("created %+v", k)
 	}
@@ -137,7 +138,7 @@ func TestProxyKeysLifecycle(t *testing.T) {
 	// Update, partially: the other fields stay.
 	var u proxyKeyOut
 	n.do("PUT", fmt.Sprintf("/api/proxy-keys/%d", k.ID), `{"groups":[],"enabled":false}`).ok(t, &u)
-	if u.Enabled || len(u.Groups) != 0 || u.RPM != 100 || u.Notes != "n" || u.Key != "" {
+	if u.Enabled || len(u.Groups) != 0 || !u.AllGroups || u.RPM != 100 || u.Notes != "n" || u.Key != "" {
 		t.Fatalf("updated %+v", u)
 	}
 	if got := call("alpha", secret); got != http.StatusUnauthorized {

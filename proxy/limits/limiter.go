@@ -119,10 +119,11 @@ type stateMap = map[uint64]*keyState
 
 // Limiter enforces the limits of named proxy keys on this node.
 type Limiter struct {
-	cfg    Config
-	states atomic.Pointer[stateMap]
-	mu     sync.Mutex // serialises changes to states and the rebalancer's maps
-	synced atomic.Uint64
+	cfg      Config
+	states   atomic.Pointer[stateMap]
+	mu       sync.Mutex // serialises changes to states and the rebalancer's maps
+	synced   atomic.Uint64
+	reported time.Time // the last report (rebalancer only)
 
 	peersMu sync.Mutex
 	peers   map[string]*peer
@@ -307,40 +308,69 @@ func (l *Limiter) Run(ctx context.Context) error {
 		defer w.Stop()
 		go l.follow(ctx, w)
 	}
+	// Quota counters are flushed on their own round, so that the bucket's latency never
+	// delays a demand report (a late report makes a node look gone to the others).
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		t := time.NewTicker(l.cfg.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				l.flush(fctx, l.cfg.Now())
+				cancel()
+				return
+			case <-t.C:
+				l.flush(ctx, l.cfg.Now())
+			}
+		}
+	}()
+	defer func() { <-flushed }()
 	t := time.NewTicker(l.cfg.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			l.flush(fctx, l.cfg.Now())
-			cancel()
 			return nil
 		case <-t.C:
-			l.Step(ctx)
+			now := l.cfg.Now()
+			l.report(now)
+			l.rebalance(now)
 		}
 	}
 }
 
-// Step runs one round: report, rebalance, flush. Run calls it every interval.
+// Step runs one round at once: report, rebalance, flush (tests; Run runs them every
+// interval, the flush on its own).
 func (l *Limiter) Step(ctx context.Context) {
 	now := l.cfg.Now()
-	l.report()
+	l.report(now)
 	l.rebalance(now)
 	l.flush(ctx, now)
 }
 
 type report struct {
 	Node   string             `json:"node"`
-	Demand map[string]float64 `json:"demand"` // key id → requests per interval
+	Demand map[string]float64 `json:"demand"` // key id → requests per second
 }
 
 // report measures this node's demand per limited key and sends it to the others.
-func (l *Limiter) report() {
+func (l *Limiter) report(now time.Time) {
 	l.mu.Lock()
+	// Demand is a rate: requests per second of the limits' clock since the last report,
+	// so that a round that came late (a busy node) does not look like more demand.
+	per := 1.0
+	if !l.reported.IsZero() {
+		if el := now.Sub(l.reported); el > 0 {
+			per = float64(time.Second) / float64(el)
+		}
+	}
+	l.reported = now
 	rep := report{Node: l.cfg.Node, Demand: map[string]float64{}}
 	for id, st := range *l.states.Load() {
-		d := float64(st.demand.Swap(0))
+		d := float64(st.demand.Swap(0)) * per
 		// Smoothed over about two intervals: steady under jitter, quick to follow a shift.
 		st.smoothed = 0.5*st.smoothed + 0.5*d
 		if st.smoothed < 1e-3 {
@@ -423,28 +453,43 @@ func (l *Limiter) rebalance(now time.Time) {
 // flush adds what this node counted to the bucket's counters (compare-and-set, retried on
 // a conflict), then moves the counters on to a new day or month.
 func (l *Limiter) flush(ctx context.Context, now time.Time) {
+	// The counters to write are picked under the lock, written without it: a slow bucket
+	// never holds up the reports and rebalancing.
+	type write struct {
+		per     *period
+		key     string
+		d, last int64
+	}
+	var writes []write
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, st := range *l.states.Load() {
+	states := *l.states.Load()
+	for _, st := range states {
 		last := st.lastUsed.Load()
-		for _, p := range []*struct {
-			per *period
-			key string
-		}{{&st.day, strconv.FormatUint(st.id, 10) + ".d." + st.day.name}, {&st.mon, strconv.FormatUint(st.id, 10) + ".m." + st.mon.name}} {
-			d := p.per.delta.Load()
-			if d == 0 && (last == 0 || last <= l.counter(p.key).LastUsed) {
-				continue
+		for _, w := range []write{
+			{&st.day, strconv.FormatUint(st.id, 10) + ".d." + st.day.name, 0, last},
+			{&st.mon, strconv.FormatUint(st.id, 10) + ".m." + st.mon.name, 0, last},
+		} {
+			w.d = w.per.delta.Load()
+			if w.d != 0 || last != 0 && last > l.counter(w.key).LastUsed {
+				writes = append(writes, w)
 			}
-			total, err := l.add(ctx, p.key, d, last)
-			if err != nil {
-				l.cfg.Log.Warn().Err(err).Str("counter", p.key).Msg("cannot flush proxy-key usage")
-				continue
-			}
-			p.per.total.Store(total)
-			p.per.delta.Add(-d)
 		}
+	}
+	l.mu.Unlock()
+	for _, w := range writes {
+		total, err := l.add(ctx, w.key, w.d, w.last)
+		if err != nil {
+			l.cfg.Log.Warn().Err(err).Str("counter", w.key).Msg("cannot flush proxy-key usage")
+			continue
+		}
+		w.per.total.Store(total)
+		w.per.delta.Add(-w.d)
+	}
+	l.mu.Lock()
+	for _, st := range states {
 		l.startPeriods(st, now)
 	}
+	l.mu.Unlock()
 }
 
 // maxCAS bounds the compare-and-set retries of one counter update.

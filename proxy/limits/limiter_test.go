@@ -102,3 +102,53 @@ func TestAloneOwnsTheLimit(t *testing.T) {
 		t.Fatalf("after half a minute %d, want 30", n)
 	}
 }
+
+// TestSharedLimitWithRoundsOutOfStep: three nodes whose rounds fall at different moments
+// of each second (so each decides on the others' reports of its previous round) share a
+// 60 RPM key under 200 requests a minute split 50/30/20: after the first minute's bursts,
+// every minute admits 57 to 63.
+func TestSharedLimitWithRoundsOutOfStep(t *testing.T) {
+	t.Parallel()
+	srv := eventstest.RunServer(t, "")
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &domain.ProxyKey{ID: 1, Name: "k", Enabled: true, RPM: 60}
+	var nodes []*limits.Limiter
+	for _, name := range []string{"a", "b", "c"} {
+		nc, err := srv.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		l := limits.New(limits.Config{Node: name, Conn: nc, Now: clock, Interval: time.Hour, Log: zerolog.Nop()})
+		l.Sync(1, []*domain.ProxyKey{k})
+		go l.Run(ctx)
+		nodes = append(nodes, l)
+	}
+	time.Sleep(50 * time.Millisecond) // the subscriptions are in place
+	perMinute := make([]int, 4)
+	start := now
+	for i := range 2400 { // 100 ms steps: 4 minutes
+		if i%3 == 0 { // a request every 300 ms: 200 a minute
+			n := []int{0, 0, 0, 0, 0, 1, 1, 1, 2, 2}[(i/3)%10]
+			if r, _ := nodes[n].Admit(k, now.UnixNano()); r == limits.Admitted {
+				perMinute[int(now.Sub(start)/time.Minute)]++
+			}
+		}
+		now = now.Add(100 * time.Millisecond)
+		for j, l := range nodes {
+			if (i+3*j)%10 == 0 { // node j's round, once a second, 300 ms after node j-1's
+				l.Step(ctx)
+				time.Sleep(2 * time.Millisecond) // its report arrives
+			}
+		}
+	}
+	t.Logf("admitted per minute %v", perMinute)
+	for m, n := range perMinute[1:] {
+		if n < 57 || n > 63 {
+			t.Errorf("minute %d admitted %d, want 57..63", m+2, n)
+		}
+	}
+}
