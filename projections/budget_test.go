@@ -46,10 +46,18 @@ func TestBudgetRequestsSpreadAndCap(t *testing.T) {
 		if _, ok := h.pickID(1, b, now); ok {
 			t.Fatal("pickID gave a key over its budget")
 		}
+		if spent, next := (&GroupView{Budget: b, pool: h}).BudgetSpent(now); !spent || next.UnixNano() != m+minuteNS {
+			t.Fatalf("BudgetSpent = %v, %v; want true and the next minute", spent, next)
+		}
 	}
-	// Without a budget the spent keys are as usable as ever.
-	if _, ok := h.pick(minute + minuteNS); !ok {
-		t.Fatal("no key without a budget")
+	// Keys that rest for another reason are not a spent budget.
+	for id := uint64(1); id <= keys; id++ {
+		k, _ := ks.ByID(id)
+		k.CooldownUntil = minute + 10*minuteNS
+		h.sync(id, k)
+	}
+	if spent, _ := (&GroupView{Budget: b, pool: h}).BudgetSpent(minute + 5*minuteNS); spent {
+		t.Fatal("cooling keys taken for a spent budget")
 	}
 }
 

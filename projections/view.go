@@ -1,6 +1,10 @@
 package projections
 
-import "gpt-load/domain"
+import (
+	"time"
+
+	"gpt-load/domain"
+)
 
 // View is an immutable picture of settings and groups at one log position, for readers
 // that must never wait for a writer (the proxy). A new View replaces the old one whenever
@@ -42,6 +46,18 @@ func (g *GroupView) Pool() *Pool { return g.pool.p.Load() }
 // Pick selects the next usable key of the group by round robin, within the group's
 // per-key budget.
 func (g *GroupView) Pick(now int64) (PoolKey, bool) { return g.pool.pickWithin(g.Budget, now) }
+
+// BudgetSpent reports whether the group's keys are all out of its per-key budget at now
+// while some would serve without it, and when the next minute opens new budgets.
+func (g *GroupView) BudgetSpent(now int64) (bool, time.Time) {
+	if !g.Budget.on() {
+		return false, time.Time{}
+	}
+	if _, ok := g.pool.pickWithin(Budget{}, now); !ok {
+		return false, time.Time{}
+	}
+	return true, time.Unix(0, (now/minuteNS+1)*minuteNS)
+}
 
 // PickID returns the group's key id when it is usable at now (in rotation, not resting,
 // within its budget), counted like Pick.
