@@ -50,6 +50,18 @@ func TestBudgetRequestsSpreadAndCap(t *testing.T) {
 			t.Fatalf("BudgetSpent = %v, %v; want true and the next minute", spent, next)
 		}
 	}
+	// A budget spent over whole blocks (which then rest by their hints) is seen too.
+	_, big := testKeySet(t, 3*blockSize)
+	hb := newPoolHolder(big)
+	for range 3 * blockSize {
+		hb.pickWithin(Budget{Requests: 1}, minute)
+	}
+	if _, ok := hb.pickWithin(Budget{Requests: 1}, minute); ok {
+		t.Fatal("picked over the budget")
+	}
+	if spent, _ := (&GroupView{Budget: Budget{Requests: 1}, pool: hb}).BudgetSpent(minute); !spent {
+		t.Fatal("a spent budget over full blocks not seen")
+	}
 	// Keys that rest for another reason are not a spent budget.
 	for id := uint64(1); id <= keys; id++ {
 		k, _ := ks.ByID(id)

@@ -47,13 +47,12 @@ func (g *GroupView) Pool() *Pool { return g.pool.p.Load() }
 // per-key budget.
 func (g *GroupView) Pick(now int64) (PoolKey, bool) { return g.pool.pickWithin(g.Budget, now) }
 
-// BudgetSpent reports whether the group's keys are all out of its per-key budget at now
-// while some would serve without it, and when the next minute opens new budgets.
+// BudgetSpent tells, after a pick found no key, whether the group's per-key budget is the
+// reason (keys in rotation and not resting would serve without it), and when the next
+// minute opens new budgets. It probes at most a block of keys from the round robin's
+// position, so a pool where most keys rest for other reasons may answer false.
 func (g *GroupView) BudgetSpent(now int64) (bool, time.Time) {
-	if !g.Budget.on() {
-		return false, time.Time{}
-	}
-	if _, ok := g.pool.pickWithin(Budget{}, now); !ok {
+	if !g.Budget.on() || !g.pool.p.Load().anyAwake(int(g.pool.rr.Load()), blockSize, now) {
 		return false, time.Time{}
 	}
 	return true, time.Unix(0, (now/minuteNS+1)*minuteNS)
