@@ -46,10 +46,30 @@ func TestBudgetRequestsSpreadAndCap(t *testing.T) {
 		if _, ok := h.pickID(1, b, now); ok {
 			t.Fatal("pickID gave a key over its budget")
 		}
+		if spent, next := (&GroupView{Budget: b, pool: h}).BudgetSpent(now); !spent || next.UnixNano() != m+minuteNS {
+			t.Fatalf("BudgetSpent = %v, %v; want true and the next minute", spent, next)
+		}
 	}
-	// Without a budget the spent keys are as usable as ever.
-	if _, ok := h.pick(minute + minuteNS); !ok {
-		t.Fatal("no key without a budget")
+	// A budget spent over whole blocks (which then rest by their hints) is seen too.
+	_, big := testKeySet(t, 3*blockSize)
+	hb := newPoolHolder(big)
+	for range 3 * blockSize {
+		hb.pickWithin(Budget{Requests: 1}, minute)
+	}
+	if _, ok := hb.pickWithin(Budget{Requests: 1}, minute); ok {
+		t.Fatal("picked over the budget")
+	}
+	if spent, _ := (&GroupView{Budget: Budget{Requests: 1}, pool: hb}).BudgetSpent(minute); !spent {
+		t.Fatal("a spent budget over full blocks not seen")
+	}
+	// Keys that rest for another reason are not a spent budget.
+	for id := uint64(1); id <= keys; id++ {
+		k, _ := ks.ByID(id)
+		k.CooldownUntil = minute + 10*minuteNS
+		h.sync(id, k)
+	}
+	if spent, _ := (&GroupView{Budget: b, pool: h}).BudgetSpent(minute + 5*minuteNS); spent {
+		t.Fatal("cooling keys taken for a spent budget")
 	}
 }
 

@@ -432,6 +432,17 @@ func (h *poolHolder) sync(id uint64, k *domain.Key) {
 	hs.all.reset()
 }
 
+// anyAwake reports whether one of n entries from position i on (round) could be picked
+// at now without a budget; it reads no hint.
+func (p *Pool) anyAwake(i, n int, now int64) bool {
+	for j := range min(n, p.n) {
+		if p.at((i+j)%p.n).wake(Budget{}, now) <= now {
+			return true
+		}
+	}
+	return false
+}
+
 // resetHints drops every resting hint of the pool.
 func (h *poolHolder) resetHints() {
 	p := h.p.Load()

@@ -1,6 +1,10 @@
 package projections
 
-import "gpt-load/domain"
+import (
+	"time"
+
+	"gpt-load/domain"
+)
 
 // View is an immutable picture of settings and groups at one log position, for readers
 // that must never wait for a writer (the proxy). A new View replaces the old one whenever
@@ -63,6 +67,17 @@ func (g *GroupView) Pool() *Pool { return g.pool.p.Load() }
 // Pick selects the next usable key of the group by round robin, within the group's
 // per-key budget.
 func (g *GroupView) Pick(now int64) (PoolKey, bool) { return g.pool.pickWithin(g.Budget, now) }
+
+// BudgetSpent tells, after a pick found no key, whether the group's per-key budget is the
+// reason (keys in rotation and not resting would serve without it), and when the next
+// minute opens new budgets. It probes at most a block of keys from the round robin's
+// position, so a pool where most keys rest for other reasons may answer false.
+func (g *GroupView) BudgetSpent(now int64) (bool, time.Time) {
+	if !g.Budget.on() || !g.pool.p.Load().anyAwake(int(g.pool.rr.Load()), blockSize, now) {
+		return false, time.Time{}
+	}
+	return true, time.Unix(0, (now/minuteNS+1)*minuteNS)
+}
 
 // PickID returns the group's key id when it is usable at now (in rotation, not resting,
 // within its budget), counted like Pick.

@@ -203,8 +203,9 @@ func TestUpstreamKeyRPM(t *testing.T) {
 				t.Fatalf("minute %d: keys used %v, want each %d times", minute, used, rpm)
 			}
 		}
-		if resp, _ := e.do("POST", e.url("rpm", "/v1/chat/completions"), "sk-global", `{}`); resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("minute %d: a request over every key's budget got %d", minute, resp.StatusCode)
+		// Over every key's budget: 429 until the next minute, 55 s from 12:00:05.
+		if resp, _ := e.do("POST", e.url("rpm", "/v1/chat/completions"), "sk-global", `{}`); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "55" {
+			t.Fatalf("minute %d: a request over every key's budget got %d, Retry-After %q", minute, resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 		clock.Add(int64(time.Minute))
 	}
@@ -225,7 +226,7 @@ func TestUpstreamKeyTPM(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 	}
-	if resp, _ := e.do("POST", e.url("tpm", "/v1/chat/completions"), "sk-global", `{}`); resp.StatusCode != http.StatusServiceUnavailable {
+	if resp, _ := e.do("POST", e.url("tpm", "/v1/chat/completions"), "sk-global", `{}`); resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("a request after every key used its tokens got %d", resp.StatusCode)
 	}
 	clock.Add(int64(time.Minute))

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -130,6 +132,12 @@ func (p *request) serve(v *projections.View) {
 	if !haveFirst {
 		var ok bool
 		if key, ok = p.pick(false); !ok {
+			if spent, next := p.serving.BudgetSpent(p.now); spent {
+				// upstream_key_rpm/tpm: every key used its minute; the next one serves.
+				p.w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(next.Sub(time.Unix(0, p.now)).Seconds())), 10))
+				p.ownError(http.StatusTooManyRequests, channel.CodeTooMany, "Every key of this group used its budget for this minute", poolKey{})
+				return
+			}
 			p.ownError(http.StatusServiceUnavailable, channel.CodeNoKeys, "No active API keys available for this group", poolKey{})
 			return
 		}

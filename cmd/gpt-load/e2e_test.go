@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,6 +147,59 @@ func TestRetryEmptyAnswerSetting(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || !strings.Contains(string(b), `"full"`) {
 			t.Fatalf("call %d: %d %s: an empty answer was not retried", i, resp.StatusCode, b)
+		}
+	}
+}
+
+// TestPromptCacheAffinitySetting checks the wiring of the group setting
+// prompt_cache_affinity: the turns of one conversation reach one key, and /metrics counts
+// the lookups.
+func TestPromptCacheAffinitySetting(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("Authorization")]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}`)
+	}))
+	defer upstream.Close()
+	p := startProc(t, t.TempDir(), "PORT="+strconv.Itoa(freePort(t)), "HOST=127.0.0.1", "AUTH_KEY="+e2eAdminKey)
+	p.waitHealthy(t)
+	var g struct {
+		ID uint64 `json:"id"`
+	}
+	api(t, p, "POST", "/api/groups", `{"name":"sticky","channel_type":"openai","test_model":"m","proxy_keys":"sk-p",
+		"config":{"prompt_cache_affinity":true},"upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
+	api(t, p, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"sk-1,sk-2,sk-3,sk-4,sk-5"}`, g.ID), nil)
+	send := func(method, path, key, body string) string {
+		req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path), strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	msgs := `{"role":"system","content":"be brief"},{"role":"user","content":"hi"}`
+	for i := 0; i < 4; i++ {
+		send("POST", "/proxy/sticky/v1/chat/completions", "sk-p", `{"model":"m","messages":[`+msgs+`]}`)
+		msgs += `,{"role":"assistant","content":"hi"},{"role":"user","content":"more"}`
+	}
+	if len(seen) != 1 {
+		t.Fatalf("one conversation used keys %v", seen)
+	}
+	m := send("GET", "/metrics", e2eAdminKey, "")
+	for _, want := range []string{`gpt_load_prompt_cache_affinity_total{result="hit"} 3`, `gpt_load_prompt_cache_affinity_total{result="miss"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }
