@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -306,16 +307,47 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 		t.Fatalf("key file upload: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	eventstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		var st struct {
-			IsRunning bool `json:"is_running"`
-		}
-		n.call(t, "GET", "/api/tasks/status", "", &st)
-		if st.IsRunning {
-			return fmt.Errorf("import running")
-		}
-		return nil
-	})
+	waitTask := func() {
+		t.Helper()
+		eventstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+			var st struct {
+				IsRunning bool   `json:"is_running"`
+				Error     string `json:"error"`
+			}
+			n.call(t, "GET", "/api/tasks/status", "", &st)
+			if st.IsRunning {
+				return fmt.Errorf("task running")
+			}
+			if st.Error != "" {
+				t.Fatalf("task failed: %s", st.Error)
+			}
+			return nil
+		})
+	}
+	waitTask()
+	// A gpt-load database uploaded for a dry run: it rests in the spool while it is read.
+	plainDB := filepath.Join(gptloadFixtures, "plain.db")
+	body.Reset()
+	mw = multipart.NewWriter(&body)
+	fw, _ = mw.CreateFormFile("file", "gpt-load.db")
+	raw, err := os.ReadFile(plainDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(raw)
+	mw.WriteField("dry_run", "true")
+	mw.Close()
+	req, _ = http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/api/import/gptload", n.port), &body)
+	req.Header.Set("Authorization", "Bearer "+n.admin)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("gpt-load database upload: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	waitTask()
+	if left, err := os.ReadDir(filepath.Join(dataDir, "spool")); err != nil || len(left) != 0 {
+		t.Fatalf("the spool after the upload's task: %v %v", left, err)
+	}
 	for range 12 {
 		if code := n.proxy(t); code != 200 {
 			t.Fatalf("proxied call with K1: %d", code)
@@ -344,6 +376,18 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 	// Change.
 	outputs["migrate K1 → K2"] = migrate("--from", rkKey1, "--to", rkKey2)
 	forbidden := upstreamForms()
+	fixtureCopy := filepath.Join(t.TempDir(), "gpt-load.db") // opening it writes to it
+	if err := os.WriteFile(fixtureCopy, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scanSQL(t, fixtureCopy, func(_, cell string) {
+		for _, f := range regexp.MustCompile(`sk-fixture-[A-Za-z0-9-]+`).FindAllString(cell, -1) {
+			forbidden["uploaded gpt-load key "+f] = f
+		}
+	})
+	if len(forbidden) < len(upstreamForms())+100 {
+		t.Fatalf("the gpt-load fixture gave %d keys", len(forbidden)-len(upstreamForms()))
+	}
 	forbidden["the K1 key id in a sealed value"] = "gl1:" + k1
 	forbidden["the K1 key id in a message header"] = "Gl-Key-Id: " + k1
 	for i, v := range sealedK1 {
