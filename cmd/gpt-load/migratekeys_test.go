@@ -258,3 +258,35 @@ func TestMigrateKeysOnACluster(t *testing.T) {
 		}
 	}
 }
+
+// The command line of migrate-keys follows gpt-load's: no flags print the usage and exit
+// 0; the same key on both sides, an empty key or a stray argument exit 2 and change
+// nothing; help lists the command.
+func TestMigrateKeysCommandLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{nil, 0, "Usage: gpt-load migrate-keys"},
+		{[]string{"--help"}, 0, "Usage: gpt-load migrate-keys"},
+		{[]string{"--from", "same-key-on-both-sides", "--to", "same-key-on-both-sides"}, 2, "the same key"},
+		{[]string{"--to", ""}, 2, "--to is empty"},
+		{[]string{"--from", ""}, 2, "--from is empty"},
+		{[]string{"--to", "k", "stray"}, 2, "nothing may follow"},
+		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+	} {
+		code, out := runSubcommand(t, dir, nil, append([]string{"migrate-keys"}, c.args...)...)
+		if code != c.code || !strings.Contains(out, c.says) {
+			t.Errorf("migrate-keys %q: exit %d, %q; want exit %d saying %q", c.args, code, out, c.code, c.says)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Errorf("a refused command line touched DATA_DIR: %v", err)
+	}
+	if code, out := runSubcommand(t, dir, nil, "help"); code != 0 || !strings.Contains(out, "migrate-keys [--from OLD] [--to NEW]") {
+		t.Errorf("help: %d %s", code, out)
+	}
+}
