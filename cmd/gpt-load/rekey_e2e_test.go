@@ -28,6 +28,7 @@ const (
 	rkBad   = "sk-rk-bad-0e1f2a3b4c5d"   // 401: counted, blacklisted
 	rkCool  = "sk-rk-cool-9a8b7c6d5e4f"  // 429 with Retry-After: cooled down
 	rkFile  = "sk-rk-good-file-7e6d5c4b" // uploaded as a file
+	rkMixed = "sk-rk-good-mixed-2f1e0d9c" // added by a node with K1 before the migration
 	rkProxy = "sk-rk-proxy-3c2b1a0f9e8d" // the group's proxy key
 	rkHdr   = "Bearer rk-hdr-Tok-4d3c2b1a"
 	rkKey1  = "rekey-first-Encryption-Key-0123"
@@ -195,7 +196,7 @@ func scanAtRest(t *testing.T, dataDir string, forbidden map[string]string, outpu
 // encryption is on.
 func upstreamForms() map[string]string {
 	m := map[string]string{}
-	for _, k := range []string{rkGood, rkBad, rkCool, rkFile} {
+	for _, k := range []string{rkGood, rkBad, rkCool, rkFile, rkMixed} {
 		for enc, form := range encodings(k) {
 			m[k+" ("+enc+")"] = form
 		}
@@ -273,12 +274,14 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 		}
 	}
 
-	// ENCRYPTION_KEY set before the migration: the node serves the clear data and the
-	// dashboard says that it is not encrypted.
+	// ENCRYPTION_KEY set before the migration: the node serves the clear data, the
+	// dashboard says that it is not encrypted, and what it adds is sealed with K1 beside
+	// the clear data; migrate-keys --to K1 takes both.
 	n = startRekeyNode(t, dir, withKey(rkKey1))
 	if st := n.encryptionStatus(t); st["has_mismatch"] != true || st["scenario_type"] != "data_not_encrypted" {
 		t.Fatalf("encryption status with a key on clear data: %v", st)
 	}
+	n.call(t, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"%s"}`, g.ID, rkMixed), nil)
 	n.stop(t, 20*time.Second)
 
 	// Enable.
