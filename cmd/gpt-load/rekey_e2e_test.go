@@ -25,11 +25,11 @@ import (
 // Upstream keys of the rekey tests: the fake upstream answers by the word in the middle.
 const (
 	rkGood  = "sk-rk-good-5b1d7f3a9c2e"
-	rkBad   = "sk-rk-bad-0e1f2a3b4c5d"   // 401: counted, blacklisted
-	rkCool  = "sk-rk-cool-9a8b7c6d5e4f"  // 429 with Retry-After: cooled down
-	rkFile  = "sk-rk-good-file-7e6d5c4b" // uploaded as a file
+	rkBad   = "sk-rk-bad-0e1f2a3b4c5d"    // 401: counted, blacklisted
+	rkCool  = "sk-rk-cool-9a8b7c6d5e4f"   // 429 with Retry-After: cooled down
+	rkFile  = "sk-rk-good-file-7e6d5c4b"  // uploaded as a file
 	rkMixed = "sk-rk-good-mixed-2f1e0d9c" // added by a node with K1 before the migration
-	rkProxy = "sk-rk-proxy-3c2b1a0f9e8d" // the group's proxy key
+	rkProxy = "sk-rk-proxy-3c2b1a0f9e8d"  // the group's proxy key
 	rkHdr   = "Bearer rk-hdr-Tok-4d3c2b1a"
 	rkKey1  = "rekey-first-Encryption-Key-0123"
 	rkKey2  = "rekey-second-Encryption-Key-4567"
