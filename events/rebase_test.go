@@ -71,7 +71,7 @@ func TestKeyIDs(t *testing.T) {
 		t.Fatalf("event header Gl-Key-Id = %q (%v)", m.Header.Get("Gl-Key-Id"), err)
 	}
 	st2 := openStore(t, js, events.StoreConfig{Cipher: k2})
-	if err := st2.CheckKey(ctx); err == nil || !strings.Contains(err.Error(), k1.KeyID()) || !strings.Contains(err.Error(), k2.KeyID()) {
+	if err := st2.CheckKey(ctx); !errors.Is(err, events.ErrKeyMismatch) || !strings.Contains(err.Error(), k1.KeyID()) || !strings.Contains(err.Error(), k2.KeyID()) {
 		t.Fatalf("CheckKey with another key: %v", err)
 	}
 	if err := st.CheckKey(ctx); err != nil {
