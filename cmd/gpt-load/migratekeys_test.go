@@ -232,6 +232,13 @@ func TestMigrateKeysOnACluster(t *testing.T) {
 		return nil
 	})
 	before := picture(nodes[0])
+	// Run from another machine while the nodes serve: refused, naming the running leader.
+	elsewhere := nodes[0].n.cfg
+	elsewhere.DataDir = t.TempDir()
+	if err := runMigrateKeys(context.Background(), elsewhere, rkKey1, rkKey2, io.Discard, io.Discard, nil); err == nil ||
+		!strings.Contains(err.Error(), "is running") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("migrate-keys while the cluster runs: %v", err)
+	}
 	cfgs := make([]Config, len(nodes))
 	for i, c := range nodes {
 		cfgs[i] = c.n.cfg
