@@ -374,6 +374,7 @@ func (s *Store) CheckKey(ctx context.Context) error {
 		m      *jetstream.RawStreamMsg
 	}
 	var samples []sample
+	var eventsLast uint64
 	ends := func(ctx context.Context, name string, subjects []string) error {
 		stream, err := s.js.Stream(ctx, name)
 		if err != nil {
@@ -385,6 +386,9 @@ func (s *Store) CheckKey(ctx context.Context) error {
 		}
 		if si.State.Msgs == 0 {
 			return nil
+		}
+		if name == EventsStream {
+			eventsLast = si.State.LastSeq
 		}
 		m, err := stream.GetMsg(ctx, si.State.FirstSeq)
 		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -417,6 +421,9 @@ func (s *Store) CheckKey(ctx context.Context) error {
 	c := s.codec.cipher
 	for _, x := range samples {
 		m := x.m
+		if x.stream == EventsStream && m.Sequence == eventsLast && m.Header.Get(hdrType) == rebaseChunkType {
+			return fmt.Errorf("the event log ends in a rebase without its commit (gpt-load migrate-keys was interrupted): run the same migrate-keys command again")
+		}
 		if m.Header.Get(hdrEnc) != encAESGCM {
 			if isRebase(m.Subject) && c.Enabled() {
 				// migrate-keys --from decrypted everything: a key set now would seal new

@@ -157,15 +157,23 @@ func TestRebase(t *testing.T) {
 	cut.Header.Set("Gl-Type", "rebase.chunk")
 	cut.Header.Set("Gl-Rebase", "cut-short")
 	cut.Header.Set("Gl-Chunk", "0")
+	cut.Header.Set("Gl-Enc", "aes-gcm")
+	cut.Header.Set("Gl-Key-Id", k2.KeyID())
 	cut.Data = []byte("garbage")
 	if _, err := js.PublishMsg(ctx, cut); err != nil {
 		t.Fatal(err)
+	}
+	if err := to.CheckKey(ctx); err == nil || !strings.Contains(err.Error(), "without its commit") {
+		t.Fatalf("CheckKey on a log ending in a rebase cut short: %v", err)
 	}
 	if err := to.CopyStagedRebase(ctx, info); err != nil {
 		t.Fatal(err)
 	}
 	if done, err := events.RetireLog(ctx, js, info); err != nil || !done {
 		t.Fatalf("RetireLog on the new log = %v, %v", done, err)
+	}
+	if err := to.CheckKey(ctx); err != nil {
+		t.Fatalf("CheckKey on the new log: %v", err)
 	}
 	evs := follow(t, to, 0)
 	if len(evs) != 1 || evs[0].Rebase == nil || evs[0].Fact != nil {
