@@ -2,7 +2,6 @@ package events
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,9 +38,6 @@ func checkSealedBy(c *Cipher, h nats.Header) error {
 	}
 	id := h.Get(hdrKeyID)
 	if !c.Enabled() {
-		if id == "" {
-			return errors.New("sealed with an encryption key, and ENCRYPTION_KEY is not set")
-		}
 		return &KeyMismatchError{Sealed: id}
 	}
 	if id != "" {

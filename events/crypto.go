@@ -29,22 +29,32 @@ const (
 // ErrDecrypt reports a value that does not open with the configured ENCRYPTION_KEY.
 var ErrDecrypt = errors.New("cannot decrypt: ENCRYPTION_KEY differs from the one the data was written with")
 
+// ErrKeyMismatch is what every error about data and ENCRYPTION_KEY not belonging
+// together matches: a node must not start on such data.
+var ErrKeyMismatch = errors.New("key mismatch")
+
 // KeyMismatchError reports data sealed with another key than the configured one, naming
-// both by their key ids. It matches ErrDecrypt.
+// both by their key ids. It matches ErrDecrypt and ErrKeyMismatch.
 type KeyMismatchError struct {
-	Sealed     string // key id of the data
+	Sealed     string // key id of the data; empty for data written before key ids
 	Configured string // key id of ENCRYPTION_KEY; empty when none is set
 }
 
 func (e *KeyMismatchError) Error() string {
-	if e.Configured == "" {
-		return fmt.Sprintf("sealed with the encryption key of id %s, and ENCRYPTION_KEY is not set", e.Sealed)
+	sealed := "sealed with the encryption key of id " + e.Sealed
+	if e.Sealed == "" {
+		sealed = "sealed with an encryption key"
 	}
-	return fmt.Sprintf("sealed with the encryption key of id %s, but ENCRYPTION_KEY has id %s", e.Sealed, e.Configured)
+	if e.Configured == "" {
+		return sealed + ", and ENCRYPTION_KEY is not set"
+	}
+	return sealed + ", but ENCRYPTION_KEY has id " + e.Configured
 }
 
-// Is makes a key mismatch an ErrDecrypt.
-func (e *KeyMismatchError) Is(target error) bool { return target == ErrDecrypt }
+// Is makes a key mismatch an ErrDecrypt and an ErrKeyMismatch.
+func (e *KeyMismatchError) Is(target error) bool {
+	return target == ErrDecrypt || target == ErrKeyMismatch
+}
 
 // keyIDLabel is the fixed message whose HMAC under the derived AES key is the key id: a
 // fingerprint that tells keys apart and reveals nothing of them.

@@ -362,47 +362,40 @@ func (s *Store) CopyStagedRebase(ctx context.Context, info RebaseInfo) error {
 	return nil
 }
 
-// CheckKey returns an error when the logs hold data this store's cipher cannot open:
-// sealed with another key, or sealed while no key is configured. It looks at the first
-// message of the event log and the last of each kind of aggregate, and at both ends of
-// the request-log stream; a message written before key ids existed is opened in full.
+// CheckKey returns an error matching ErrKeyMismatch when the logs hold data this store's
+// cipher cannot open: sealed with another key, sealed while no key is configured, or
+// decrypted by migrate-keys while a key is configured. It looks at the first message of
+// the event log and the last of each kind of aggregate, and at both ends of the
+// request-log stream; a message written before key ids existed is opened in full. The
+// reads are retried while a cluster settles (streams just created).
 func (s *Store) CheckKey(ctx context.Context) error {
-	check := func(stream jetstream.Stream, m *jetstream.RawStreamMsg) error {
-		if m.Header.Get(hdrEnc) != encAESGCM {
-			if isRebase(m.Subject) && s.codec.cipher.Enabled() {
-				// migrate-keys --from decrypted everything: a key set now would seal new
-				// writes beside clear data, without anyone having asked for it.
-				return fmt.Errorf("%s message %d: the data was decrypted by gpt-load migrate-keys, and ENCRYPTION_KEY is set: unset it, or encrypt the data again with `gpt-load migrate-keys --to <key>`",
-					stream.CachedInfo().Config.Name, m.Sequence)
-			}
-			return nil
-		}
-		if err := checkSealedBy(s.codec.cipher, m.Header); err != nil {
-			return fmt.Errorf("%s message %d: %w", stream.CachedInfo().Config.Name, m.Sequence, err)
-		}
-		if m.Header.Get(hdrKeyID) == "" && stream.CachedInfo().Config.Name == EventsStream && !isRebase(m.Subject) {
-			if _, err := s.codec.decode(m.Subject, m.Header, m.Data, m.Sequence); err != nil {
-				return err
-			}
-		}
-		return nil
+	type sample struct {
+		stream string
+		m      *jetstream.RawStreamMsg
 	}
-	ends := func(stream jetstream.Stream, subjects []string) error {
+	var samples []sample
+	var eventsLast uint64
+	ends := func(ctx context.Context, name string, subjects []string) error {
+		stream, err := s.js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
 		si, err := stream.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("stream info: %w", err)
+			return fmt.Errorf("stream %s: %w", name, err)
 		}
 		if si.State.Msgs == 0 {
 			return nil
 		}
+		if name == EventsStream {
+			eventsLast = si.State.LastSeq
+		}
 		m, err := stream.GetMsg(ctx, si.State.FirstSeq)
 		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("read %s %d: %w", si.Config.Name, si.State.FirstSeq, err)
+			return fmt.Errorf("read %s %d: %w", name, si.State.FirstSeq, err)
 		}
 		if err == nil {
-			if err := check(stream, m); err != nil {
-				return err
-			}
+			samples = append(samples, sample{name, m})
 		}
 		for _, subj := range subjects {
 			m, err := stream.GetLastMsgForSubject(ctx, subj)
@@ -412,18 +405,45 @@ func (s *Store) CheckKey(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("read the last of %s: %w", subj, err)
 			}
-			if err := check(stream, m); err != nil {
-				return err
-			}
+			samples = append(samples, sample{name, m})
 		}
 		return nil
 	}
-	if err := ends(s.stream, eventSubjects); err != nil {
+	if err := Retry(ctx, s.log, "read both ends of the logs", func(ctx context.Context) error {
+		samples = samples[:0]
+		if err := ends(ctx, EventsStream, eventSubjects); err != nil {
+			return err
+		}
+		return ends(ctx, ReqLogStream, []string{reqLogSubj})
+	}); err != nil {
 		return err
 	}
-	rl, err := s.js.Stream(ctx, ReqLogStream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", ReqLogStream, err)
+	c := s.codec.cipher
+	for _, x := range samples {
+		m := x.m
+		if x.stream == EventsStream && m.Sequence == eventsLast && m.Header.Get(hdrType) == rebaseChunkType {
+			return fmt.Errorf("the event log ends in a rebase without its commit (gpt-load migrate-keys was interrupted): run the same migrate-keys command again")
+		}
+		if m.Header.Get(hdrEnc) != encAESGCM {
+			if isRebase(m.Subject) && c.Enabled() {
+				// migrate-keys --from decrypted everything: a key set now would seal new
+				// writes beside clear data, without anyone having asked for it.
+				return fmt.Errorf("%s message %d: %w: the data was decrypted by gpt-load migrate-keys, and ENCRYPTION_KEY is set: unset it, or encrypt the data again with `gpt-load migrate-keys --to <key>`",
+					x.stream, m.Sequence, ErrKeyMismatch)
+			}
+			continue
+		}
+		if err := checkSealedBy(c, m.Header); err != nil {
+			return fmt.Errorf("%s message %d: %w", x.stream, m.Sequence, err)
+		}
+		if m.Header.Get(hdrKeyID) == "" && x.stream == EventsStream && !isRebase(m.Subject) {
+			if _, err := s.codec.decode(m.Subject, m.Header, m.Data, m.Sequence); err != nil {
+				if errors.Is(err, ErrDecrypt) {
+					return fmt.Errorf("%w: %w", ErrKeyMismatch, err)
+				}
+				return err
+			}
+		}
 	}
-	return ends(rl, []string{reqLogSubj})
+	return nil
 }

@@ -71,7 +71,7 @@ func TestKeyIDs(t *testing.T) {
 		t.Fatalf("event header Gl-Key-Id = %q (%v)", m.Header.Get("Gl-Key-Id"), err)
 	}
 	st2 := openStore(t, js, events.StoreConfig{Cipher: k2})
-	if err := st2.CheckKey(ctx); err == nil || !strings.Contains(err.Error(), k1.KeyID()) || !strings.Contains(err.Error(), k2.KeyID()) {
+	if err := st2.CheckKey(ctx); !errors.Is(err, events.ErrKeyMismatch) || !strings.Contains(err.Error(), k1.KeyID()) || !strings.Contains(err.Error(), k2.KeyID()) {
 		t.Fatalf("CheckKey with another key: %v", err)
 	}
 	if err := st.CheckKey(ctx); err != nil {
@@ -157,15 +157,23 @@ func TestRebase(t *testing.T) {
 	cut.Header.Set("Gl-Type", "rebase.chunk")
 	cut.Header.Set("Gl-Rebase", "cut-short")
 	cut.Header.Set("Gl-Chunk", "0")
+	cut.Header.Set("Gl-Enc", "aes-gcm")
+	cut.Header.Set("Gl-Key-Id", k2.KeyID())
 	cut.Data = []byte("garbage")
 	if _, err := js.PublishMsg(ctx, cut); err != nil {
 		t.Fatal(err)
+	}
+	if err := to.CheckKey(ctx); err == nil || !strings.Contains(err.Error(), "without its commit") {
+		t.Fatalf("CheckKey on a log ending in a rebase cut short: %v", err)
 	}
 	if err := to.CopyStagedRebase(ctx, info); err != nil {
 		t.Fatal(err)
 	}
 	if done, err := events.RetireLog(ctx, js, info); err != nil || !done {
 		t.Fatalf("RetireLog on the new log = %v, %v", done, err)
+	}
+	if err := to.CheckKey(ctx); err != nil {
+		t.Fatalf("CheckKey on the new log: %v", err)
 	}
 	evs := follow(t, to, 0)
 	if len(evs) != 1 || evs[0].Rebase == nil || evs[0].Fact != nil {

@@ -24,6 +24,9 @@ func checkDataKey(ctx context.Context, js jetstream.JetStream, store *events.Sto
 		return errKeyMigrationPending
 	}
 	if err := store.CheckKey(ctx); err != nil {
+		if !errors.Is(err, events.ErrKeyMismatch) {
+			return err
+		}
 		return fmt.Errorf("ENCRYPTION_KEY does not match the data: %w.\n%s", err, keyAdvice(store.Cipher()))
 	}
 	return nil

@@ -145,6 +145,16 @@ func runMigrateKeys(ctx context.Context, cfg Config, from, to string, out, errOu
 	}
 	openCtx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
+	if !cfg.UsesEmbeddedNATS() {
+		// Other nodes hold their own DATA_DIR locks; a running cluster shows in its lease.
+		holder, err := events.LeaseHolder(openCtx, js)
+		if err != nil {
+			return err
+		}
+		if holder != "" {
+			return fmt.Errorf("node %q is running (it holds the leader lease): stop every node first (a node that died gives the lease up within LEADER_LEASE); nothing was changed", holder)
+		}
+	}
 	storeCfg := func(c *events.Cipher) events.StoreConfig {
 		return events.StoreConfig{Node: cfg.NodeName, Replicas: cfg.NATS.Replicas, Cipher: c,
 			ReqLogMaxAge: cfg.ReqLog.MaxAge, ReqLogMaxBytes: cfg.ReqLog.MaxBytes}

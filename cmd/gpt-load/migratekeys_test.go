@@ -232,6 +232,13 @@ func TestMigrateKeysOnACluster(t *testing.T) {
 		return nil
 	})
 	before := picture(nodes[0])
+	// Run from another machine while the nodes serve: refused, naming the running leader.
+	elsewhere := nodes[0].n.cfg
+	elsewhere.DataDir = t.TempDir()
+	if err := runMigrateKeys(context.Background(), elsewhere, rkKey1, rkKey2, io.Discard, io.Discard, nil); err == nil ||
+		!strings.Contains(err.Error(), "is running") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("migrate-keys while the cluster runs: %v", err)
+	}
 	cfgs := make([]Config, len(nodes))
 	for i, c := range nodes {
 		cfgs[i] = c.n.cfg
@@ -256,5 +263,37 @@ func TestMigrateKeysOnACluster(t *testing.T) {
 		if after := picture(c); after != before {
 			t.Fatalf("node %d after the rotation: %s", i+1, lineDiff(before, after))
 		}
+	}
+}
+
+// The command line of migrate-keys follows gpt-load's: no flags print the usage and exit
+// 0; the same key on both sides, an empty key or a stray argument exit 2 and change
+// nothing; help lists the command.
+func TestMigrateKeysCommandLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{nil, 0, "Usage: gpt-load migrate-keys"},
+		{[]string{"--help"}, 0, "Usage: gpt-load migrate-keys"},
+		{[]string{"--from", "same-key-on-both-sides", "--to", "same-key-on-both-sides"}, 2, "the same key"},
+		{[]string{"--to", ""}, 2, "--to is empty"},
+		{[]string{"--from", ""}, 2, "--from is empty"},
+		{[]string{"--to", "k", "stray"}, 2, "nothing may follow"},
+		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+	} {
+		code, out := runSubcommand(t, dir, nil, append([]string{"migrate-keys"}, c.args...)...)
+		if code != c.code || !strings.Contains(out, c.says) {
+			t.Errorf("migrate-keys %q: exit %d, %q; want exit %d saying %q", c.args, code, out, c.code, c.says)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Errorf("a refused command line touched DATA_DIR: %v", err)
+	}
+	if code, out := runSubcommand(t, dir, nil, "help"); code != 0 || !strings.Contains(out, "migrate-keys [--from OLD] [--to NEW]") {
+		t.Errorf("help: %d %s", code, out)
 	}
 }

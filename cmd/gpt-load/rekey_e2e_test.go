@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,10 +25,11 @@ import (
 // Upstream keys of the rekey tests: the fake upstream answers by the word in the middle.
 const (
 	rkGood  = "sk-rk-good-5b1d7f3a9c2e"
-	rkBad   = "sk-rk-bad-0e1f2a3b4c5d"   // 401: counted, blacklisted
-	rkCool  = "sk-rk-cool-9a8b7c6d5e4f"  // 429 with Retry-After: cooled down
-	rkFile  = "sk-rk-good-file-7e6d5c4b" // uploaded as a file
-	rkProxy = "sk-rk-proxy-3c2b1a0f9e8d" // the group's proxy key
+	rkBad   = "sk-rk-bad-0e1f2a3b4c5d"    // 401: counted, blacklisted
+	rkCool  = "sk-rk-cool-9a8b7c6d5e4f"   // 429 with Retry-After: cooled down
+	rkFile  = "sk-rk-good-file-7e6d5c4b"  // uploaded as a file
+	rkMixed = "sk-rk-good-mixed-2f1e0d9c" // added by a node with K1 before the migration
+	rkProxy = "sk-rk-proxy-3c2b1a0f9e8d"  // the group's proxy key
 	rkHdr   = "Bearer rk-hdr-Tok-4d3c2b1a"
 	rkKey1  = "rekey-first-Encryption-Key-0123"
 	rkKey2  = "rekey-second-Encryption-Key-4567"
@@ -194,7 +196,7 @@ func scanAtRest(t *testing.T, dataDir string, forbidden map[string]string, outpu
 // encryption is on.
 func upstreamForms() map[string]string {
 	m := map[string]string{}
-	for _, k := range []string{rkGood, rkBad, rkCool, rkFile} {
+	for _, k := range []string{rkGood, rkBad, rkCool, rkFile, rkMixed} {
 		for enc, form := range encodings(k) {
 			m[k+" ("+enc+")"] = form
 		}
@@ -272,12 +274,14 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 		}
 	}
 
-	// ENCRYPTION_KEY set before the migration: the node serves the clear data and the
-	// dashboard says that it is not encrypted.
+	// ENCRYPTION_KEY set before the migration: the node serves the clear data, the
+	// dashboard says that it is not encrypted, and what it adds is sealed with K1 beside
+	// the clear data; migrate-keys --to K1 takes both.
 	n = startRekeyNode(t, dir, withKey(rkKey1))
 	if st := n.encryptionStatus(t); st["has_mismatch"] != true || st["scenario_type"] != "data_not_encrypted" {
 		t.Fatalf("encryption status with a key on clear data: %v", st)
 	}
+	n.call(t, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"%s"}`, g.ID, rkMixed), nil)
 	n.stop(t, 20*time.Second)
 
 	// Enable.
@@ -306,16 +310,47 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 		t.Fatalf("key file upload: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	eventstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		var st struct {
-			IsRunning bool `json:"is_running"`
-		}
-		n.call(t, "GET", "/api/tasks/status", "", &st)
-		if st.IsRunning {
-			return fmt.Errorf("import running")
-		}
-		return nil
-	})
+	waitTask := func() {
+		t.Helper()
+		eventstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+			var st struct {
+				IsRunning bool   `json:"is_running"`
+				Error     string `json:"error"`
+			}
+			n.call(t, "GET", "/api/tasks/status", "", &st)
+			if st.IsRunning {
+				return fmt.Errorf("task running")
+			}
+			if st.Error != "" {
+				t.Fatalf("task failed: %s", st.Error)
+			}
+			return nil
+		})
+	}
+	waitTask()
+	// A gpt-load database uploaded for a dry run: it rests in the spool while it is read.
+	plainDB := filepath.Join(gptloadFixtures, "plain.db")
+	body.Reset()
+	mw = multipart.NewWriter(&body)
+	fw, _ = mw.CreateFormFile("file", "gpt-load.db")
+	raw, err := os.ReadFile(plainDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(raw)
+	mw.WriteField("dry_run", "true")
+	mw.Close()
+	req, _ = http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/api/import/gptload", n.port), &body)
+	req.Header.Set("Authorization", "Bearer "+n.admin)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("gpt-load database upload: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	waitTask()
+	if left, err := os.ReadDir(filepath.Join(dataDir, "spool")); err != nil || len(left) != 0 {
+		t.Fatalf("the spool after the upload's task: %v %v", left, err)
+	}
 	for range 12 {
 		if code := n.proxy(t); code != 200 {
 			t.Fatalf("proxied call with K1: %d", code)
@@ -344,6 +379,18 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 	// Change.
 	outputs["migrate K1 → K2"] = migrate("--from", rkKey1, "--to", rkKey2)
 	forbidden := upstreamForms()
+	fixtureCopy := filepath.Join(t.TempDir(), "gpt-load.db") // opening it writes to it
+	if err := os.WriteFile(fixtureCopy, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scanSQL(t, fixtureCopy, func(_, cell string) {
+		for _, f := range regexp.MustCompile(`sk-fixture-[A-Za-z0-9-]+`).FindAllString(cell, -1) {
+			forbidden["uploaded gpt-load key "+f] = f
+		}
+	})
+	if len(forbidden) < len(upstreamForms())+100 {
+		t.Fatalf("the gpt-load fixture gave %d keys", len(forbidden)-len(upstreamForms()))
+	}
 	forbidden["the K1 key id in a sealed value"] = "gl1:" + k1
 	forbidden["the K1 key id in a message header"] = "Gl-Key-Id: " + k1
 	for i, v := range sealedK1 {
