@@ -75,8 +75,8 @@ type health struct {
 	stop    chan struct{}
 	done    chan struct{}
 
-	dropped, retried atomic.Uint64
-	lastWarn         atomic.Int64
+	dropped  atomic.Uint64
+	lastWarn atomic.Int64
 
 	backoff sync.Map // key id → rateState
 }
@@ -251,8 +251,10 @@ func (h *health) run() {
 			delay = 0
 			continue
 		}
-		h.retried.Add(1)
 		delay = min(max(2*delay, factRetryMin), factRetryMax)
+		if stop == nil {
+			delay = min(delay, max(time.Until(giveUp), time.Millisecond))
+		}
 		if stop == nil && time.Now().After(giveUp) {
 			h.mu.Lock()
 			lost := h.n
