@@ -67,15 +67,16 @@ type health struct {
 
 	mu      sync.Mutex
 	pending map[keyRef][]events.HealthFact
-	n       int  // facts in pending
-	sending int  // facts being published
-	closed  bool // no more facts are taken
+	n       int       // facts in pending
+	sending int       // facts being published
+	closed  bool      // no more facts are taken
+	giveUp  time.Time // when closed: the end of the last attempts
 	wake    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 
-	dropped, retried atomic.Uint64
-	lastWarn         atomic.Int64
+	dropped  atomic.Uint64
+	lastWarn atomic.Int64
 
 	backoff sync.Map // key id → rateState
 }
@@ -216,7 +217,7 @@ func (h *health) run() {
 		if stop != nil {
 			select {
 			case <-stop:
-				stop, giveUp = nil, time.Now().Add(factCloseWait)
+				stop, giveUp = nil, h.closeBy()
 			default:
 			}
 		}
@@ -226,7 +227,7 @@ func (h *health) run() {
 			case <-t.C:
 			case <-stop:
 				t.Stop()
-				stop, giveUp = nil, time.Now().Add(factCloseWait)
+				stop, giveUp = nil, h.closeBy()
 			}
 		}
 		batch := h.take()
@@ -237,16 +238,23 @@ func (h *health) run() {
 			select {
 			case <-h.wake:
 			case <-stop:
-				stop, giveUp = nil, time.Now().Add(factCloseWait)
+				stop, giveUp = nil, h.closeBy()
 			}
 			continue
 		}
-		if h.send(batch) {
+		wait := factAckWait
+		if stop == nil {
+			// Closing: no round outlasts factCloseWait.
+			wait = min(wait, max(time.Until(giveUp), time.Millisecond))
+		}
+		if h.send(batch, wait) {
 			delay = 0
 			continue
 		}
-		h.retried.Add(1)
 		delay = min(max(2*delay, factRetryMin), factRetryMax)
+		if stop == nil {
+			delay = min(delay, max(time.Until(giveUp), time.Millisecond))
+		}
 		if stop == nil && time.Now().After(giveUp) {
 			h.mu.Lock()
 			lost := h.n
@@ -279,14 +287,15 @@ func (h *health) take() map[keyRef][]events.HealthFact {
 	return batch
 }
 
-// send publishes a batch and puts back what the log did not take, ahead of the facts
-// recorded since; it tells whether everything landed.
-func (h *health) send(batch map[keyRef][]events.HealthFact) bool {
+// send publishes a batch, waiting up to wait for the acknowledgements, and puts back
+// what the log did not take, ahead of the facts recorded since; it tells whether
+// everything landed.
+func (h *health) send(batch map[keyRef][]events.HealthFact, wait time.Duration) bool {
 	var flat []events.HealthFact
 	for _, list := range batch {
 		flat = append(flat, list...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), factAckWait)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	errs := h.pub.PublishFacts(ctx, flat)
 	cancel()
 	var again map[keyRef][]events.HealthFact
@@ -368,12 +377,19 @@ func (h *health) flush(ctx context.Context) error {
 	return nil
 }
 
+func (h *health) closeBy() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.giveUp
+}
+
 // close stops taking facts and keeps handing the remaining ones to the log for up to
 // factCloseWait.
 func (h *health) close() {
 	h.mu.Lock()
 	if !h.closed {
 		h.closed = true
+		h.giveUp = time.Now().Add(factCloseWait)
 		close(h.stop)
 	}
 	h.mu.Unlock()

@@ -20,6 +20,8 @@ import (
 // then. It stores what it acknowledges, deduplicated by id like the stream.
 type flakyLog struct {
 	down   atomic.Bool
+	hang   atomic.Bool // publishes get no answer at all: they fail when ctx ends
+	calls  atomic.Int64
 	refuse func(hf events.HealthFact) bool // refuses a fact the log is up for, when set
 	ids    atomic.Uint64
 	mu     sync.Mutex
@@ -30,7 +32,16 @@ type flakyLog struct {
 
 func (l *flakyLog) NewID() string { return fmt.Sprint(l.ids.Add(1)) }
 
-func (l *flakyLog) PublishFacts(_ context.Context, facts []events.HealthFact) []error {
+func (l *flakyLog) PublishFacts(ctx context.Context, facts []events.HealthFact) []error {
+	l.calls.Add(1)
+	if l.hang.Load() {
+		<-ctx.Done()
+		errs := make([]error, len(facts))
+		for i := range errs {
+			errs[i] = ctx.Err()
+		}
+		return errs
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rounds++
@@ -178,21 +189,30 @@ func TestHealthFactsBounded(t *testing.T) {
 	}
 }
 
-// TestHealthCloseGivesUp: a log that stays away does not hold the proxy's close longer than
-// factCloseWait, and what could not be recorded is counted.
+// TestHealthCloseGivesUp: a log that stays away, refusing at once or never answering,
+// does not hold the proxy's close much longer than factCloseWait, and what could not be
+// recorded is counted.
 func TestHealthCloseGivesUp(t *testing.T) {
 	t.Parallel()
-	l := &flakyLog{}
-	l.down.Store(true)
-	h := newHealth(l, 64, zerolog.Nop())
-	h.record(actorProxy, domain.KeyFailed{GroupID: 1, KeyID: 1, Kind: domain.FailureAuth, Status: 401})
-	start := time.Now()
-	h.close()
-	if d := time.Since(start); d > factCloseWait+factRetryMax+factAckWait {
-		t.Fatalf("close took %v", d)
-	}
-	if h.dropped.Load() != 1 {
-		t.Fatalf("%d counted lost, want 1", h.dropped.Load())
+	for _, hang := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hang=%v", hang), func(t *testing.T) {
+			t.Parallel()
+			l := &flakyLog{}
+			l.down.Store(true)
+			l.hang.Store(hang)
+			h := newHealth(l, 64, zerolog.Nop())
+			h.record(actorProxy, domain.KeyFailed{GroupID: 1, KeyID: 1, Kind: domain.FailureAuth, Status: 401})
+			// Close while a publish round is under way.
+			waitFor(t, func() bool { return l.calls.Load() > 0 })
+			start := time.Now()
+			h.close()
+			if d := time.Since(start); d > factCloseWait+time.Second {
+				t.Fatalf("close took %v", d)
+			}
+			if h.dropped.Load() != 1 {
+				t.Fatalf("%d counted lost, want 1", h.dropped.Load())
+			}
+		})
 	}
 }
 
