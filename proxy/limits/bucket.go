@@ -65,8 +65,8 @@ func (b *bucket) wait(now int64) int64 {
 	if math.IsInf(per, 1) {
 		return window
 	}
-	if d := b.tat.Load() - now - window; d >= 0 {
-		return d + 1
+	if d := max(b.tat.Load(), now) + int64(per) - now - window; d > 0 {
+		return d
 	}
 	return 0
 }
@@ -82,10 +82,11 @@ func (b *bucket) take(now int64) int64 {
 	}
 	for {
 		tat := b.tat.Load()
-		if d := tat - now - window; d >= 0 {
-			return d + 1
+		next := max(tat, now) + int64(per)
+		if d := next - now - window; d > 0 {
+			return d
 		}
-		if b.tat.CompareAndSwap(tat, max(tat, now)+int64(per)) {
+		if b.tat.CompareAndSwap(tat, next) {
 			return 0
 		}
 	}
