@@ -154,4 +154,16 @@ func TestNoSecretPrinted(t *testing.T) {
 		t.Fatalf("no debug line in the output:\n%s", out)
 	}
 	leaks("the node's output", out)
+	for what, secret := range map[string]string{"admin key": secAdmin, "proxy key": secGroupProxy} {
+		if bytes.Contains(out, []byte(secret)) || bytes.Contains(out, []byte(url.QueryEscape(secret))) {
+			t.Errorf("the node's output shows the %s", what)
+		}
+	}
+	// The start-up warnings of this configuration: no ENCRYPTION_KEY, and AUTH_KEY seeded
+	// as the global proxy key.
+	for _, w := range []string{"ENCRYPTION_KEY is not set", "AUTH_KEY is also a proxy key in the global proxy_keys setting"} {
+		if !bytes.Contains(out, []byte(w)) {
+			t.Errorf("no warning %q in the output", w)
+		}
+	}
 }
