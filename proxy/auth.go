@@ -18,15 +18,8 @@ var credentialHeaders = []string{"Authorization", "X-Api-Key", "X-Goog-Api-Key",
 // query with every key parameter removed (re-encoded only when there was one).
 func ExtractKey(r *http.Request) (key, rawQuery string) {
 	rawQuery = r.URL.RawQuery
-	if strings.Contains(rawQuery, "key=") {
-		q, err := url.ParseQuery(rawQuery)
-		if err == nil {
-			if _, has := q["key"]; has {
-				key = q.Get("key")
-				q.Del("key")
-				rawQuery = q.Encode()
-			}
-		}
+	if strings.Contains(rawQuery, "key=") || strings.Contains(rawQuery, "%") {
+		key, rawQuery = cutKeyParams(rawQuery)
 	}
 	if key != "" {
 		return key, rawQuery
@@ -42,6 +35,38 @@ func ExtractKey(r *http.Request) (key, rawQuery string) {
 		}
 	}
 	return "", rawQuery
+}
+
+// cutKeyParams removes every key parameter from a raw query and answers the first one's
+// value. The other parameters are kept byte for byte; a malformed escape elsewhere in the
+// query (or in a key parameter) does not keep a key in what goes upstream.
+func cutKeyParams(rawQuery string) (key, rest string) {
+	var kept strings.Builder
+	found := false
+	for q := rawQuery; q != ""; {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		name, value, _ := strings.Cut(pair, "=")
+		if n, err := url.QueryUnescape(name); name == "key" || (err == nil && n == "key") {
+			if !found {
+				found = true
+				if v, err := url.QueryUnescape(value); err == nil {
+					key = v
+				} else {
+					key = value
+				}
+			}
+			continue
+		}
+		if kept.Len() > 0 {
+			kept.WriteByte('&')
+		}
+		kept.WriteString(pair)
+	}
+	if !found {
+		return "", rawQuery
+	}
+	return key, kept.String()
 }
 
 type digest = [sha256.Size]byte

@@ -25,6 +25,11 @@ func TestExtractKey(t *testing.T) {
 		{"x-api-key before goog", "", map[string]string{"X-Api-Key": "x", "X-Goog-Api-Key": "g"}, "x", ""},
 		{"azure api-key", "api-version=1", map[string]string{"Api-Key": "az"}, "az", "api-version=1"},
 		{"keyword lookalike kept", "monkey=1", nil, "", "monkey=1"},
+		{"a malformed escape elsewhere keeps nothing", "a=%zz&key=q&b=2", map[string]string{"Authorization": "Bearer b"}, "q", "a=%zz&b=2"},
+		{"a malformed key escape is still cut", "key=q%zz&a=1", map[string]string{"Authorization": "Bearer b"}, "q%zz", "a=1"},
+		{"an escaped name is a key too", "k%65y=q&a=1", nil, "q", "a=1"},
+		{"every key parameter is cut, the first wins", "key=q&a=1&key=r", nil, "q", "a=1"},
+		{"order and escapes of the rest kept", "z=1&key=q&a=%2F", nil, "q", "z=1&a=%2F"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := http.NewRequest("GET", "http://x/proxy/g/v1?"+tc.query, nil)
