@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,15 +103,19 @@ func TestNoSecretAtRest(t *testing.T) {
 }
 
 func testNoSecretAtRest(t *testing.T, tg sqlTarget) {
-	var headerSeen, geminiSeen string
+	// The service calls the upstream on its own too (key validation): what it saw is
+	// read while such a call may be running.
+	var headerSeen, geminiSeen atomic.Value
+	headerSeen.Store("")
+	geminiSeen.Store("")
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if strings.Contains(r.URL.Path, ":generateContent") {
-			geminiSeen = r.URL.Query().Get("key") + r.Header.Get("X-Goog-Api-Key")
+			geminiSeen.Store(r.URL.Query().Get("key") + r.Header.Get("X-Goog-Api-Key"))
 			io.WriteString(w, `{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"usageMetadata":{"promptTokenCount":1,"candidatesTokenCount":1,"totalTokenCount":2}}`)
 			return
 		}
-		headerSeen = r.Header.Get("X-Upstream-Token")
+		headerSeen.Store(r.Header.Get("X-Upstream-Token"))
 		body, _ := io.ReadAll(r.Body)
 		switch {
 		case bytes.Contains(body, []byte(`"boom"`)):
@@ -177,8 +182,8 @@ func testNoSecretAtRest(t *testing.T, tg sqlTarget) {
 			t.Fatalf("proxied call %d: %d", i, code)
 		}
 	}
-	if headerSeen != secHeader {
-		t.Fatalf("the upstream saw X-Upstream-Token %q, want the header rule's value", headerSeen)
+	if headerSeen.Load() != secHeader {
+		t.Fatalf("the upstream saw X-Upstream-Token %q, want the header rule's value", headerSeen.Load())
 	}
 	for _, k := range []string{secGlobalProxy, secAdmin} { // proxy keys in the query, as Gemini clients send them
 		if code := proxy("/proxy/oa-secrets/v1/chat/completions?key="+url.QueryEscape(k)+"&trace=1", "", "gpt-e2e-model"); code != 200 {
@@ -191,8 +196,8 @@ func testNoSecretAtRest(t *testing.T, tg sqlTarget) {
 	if code := proxy("/proxy/gem-secrets/v1beta/models/gemini-e2e:generateContent?key="+url.QueryEscape(secGroupProxy), "", "x"); code != 200 {
 		t.Fatalf("gemini call: %d", code)
 	}
-	if geminiSeen != secGemini {
-		t.Fatalf("the gemini upstream saw key %q", geminiSeen)
+	if geminiSeen.Load() != secGemini {
+		t.Fatalf("the gemini upstream saw key %q", geminiSeen.Load())
 	}
 
 	// The export is recorded in the audit trail, with who, which group and which filter.
@@ -251,8 +256,8 @@ func testNoSecretAtRest(t *testing.T, tg sqlTarget) {
 	if code := proxy("/proxy/oa-secrets/v1/chat/completions", secGlobalProxy, "gpt-e2e-model"); code != 200 {
 		t.Fatalf("global proxy key after the restart: %d", code)
 	}
-	if headerSeen != secHeader {
-		t.Fatalf("after the restart the upstream saw X-Upstream-Token %q", headerSeen)
+	if headerSeen.Load() != secHeader {
+		t.Fatalf("after the restart the upstream saw X-Upstream-Token %q", headerSeen.Load())
 	}
 	if code := p.stop(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
