@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	anthropicoption "github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -427,5 +429,47 @@ func BenchmarkKeyCheck(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestNamedProxyKeyAnthropicSDKRetries: the official Anthropic client meets the 429 of a
+// spent RPM bucket in Anthropic's error shape, waits for its Retry-After by itself and
+// succeeds once the bucket refilled.
+func TestNamedProxyKeyAnthropicSDKRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	up := providers(t)
+	g := e.group("sdk-rpm-an", groupOpts{upstreams: []string{up.URL}, channel: "anthropic"})
+	e.addKeys(g, "good-an")
+	_, secret := e.namedKey(domain.ProxyKeyInput{Name: new("sdk-an"), RPM: new(int64(60))})
+	body := `{"model":"claude-test","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
+	for {
+		resp, _ := e.do("POST", e.url("sdk-rpm-an", "/v1/messages"), secret, body)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var statuses []int
+	ac := anthropic.NewClient(anthropicoption.WithBaseURL(e.srv.URL+"/proxy/sdk-rpm-an/"), anthropicoption.WithAPIKey(secret), anthropicoption.WithMaxRetries(3),
+		anthropicoption.WithMiddleware(func(r *http.Request, next anthropicoption.MiddlewareNext) (*http.Response, error) {
+			resp, err := next(r)
+			if err == nil {
+				statuses = append(statuses, resp.StatusCode)
+			}
+			return resp, err
+		}))
+	start := time.Now()
+	msg, err := ac.Messages.New(ctx, anthropic.MessageNewParams{Model: "claude-test", MaxTokens: 10,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
+	if err != nil || len(msg.Content) == 0 {
+		t.Fatalf("%v %+v", err, msg)
+	}
+	if len(statuses) < 2 || statuses[0] != http.StatusTooManyRequests || statuses[len(statuses)-1] != 200 {
+		t.Fatalf("the client saw %v, want a 429 and then a 200", statuses)
+	}
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Errorf("the client retried after %v: it did not wait for Retry-After", waited)
 	}
 }
