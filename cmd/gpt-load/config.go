@@ -45,6 +45,10 @@ const (
 	minReqLogMaxBytes            = 1 << 20
 	defaultLeaderLease           = 10 * time.Second
 	minLeaderLease               = time.Second
+	// defaultNATSSync bounds what a power loss can take from the embedded server's store
+	// (acknowledged but not yet on disk); nats-server's own default is two minutes.
+	defaultNATSSync = time.Second
+	minNATSSync     = 10 * time.Millisecond
 )
 
 // Config is the static configuration of a node, read once at start-up from the
@@ -139,6 +143,10 @@ type NATSConfig struct {
 	TLSCert  string   // NATS_TLS_CERT
 	TLSKey   string   // NATS_TLS_KEY
 	Replicas int      // NATS_REPLICAS, 1..5
+	// Sync (NATS_SYNC) is how often the embedded server forces its store to disk (a Go
+	// duration); SyncAlways ("always") forces it after every write.
+	Sync       time.Duration
+	SyncAlways bool
 }
 
 // ReqLogConfig holds the limits of the request-log stream.
@@ -209,6 +217,11 @@ func LoadConfig(lookup func(string) (string, bool), dotenvPath string) (Config, 
 	env.Duration("REQLOG_MAX_AGE", &c.ReqLog.MaxAge)
 	env.Bytes("REQLOG_MAX_BYTES", &c.ReqLog.MaxBytes)
 	env.Duration("LEADER_LEASE", &c.LeaderLease)
+	if v, ok := env.value("NATS_SYNC"); ok && strings.EqualFold(v, "always") {
+		c.NATS.SyncAlways = true
+	} else {
+		env.Duration("NATS_SYNC", &c.NATS.Sync)
+	}
 
 	var warnings []string
 	if c.ShutdownTimeout > 0 && c.ShutdownTimeout < minShutdownTimeout {
@@ -291,6 +304,13 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 		Str("reqlog_max_age", c.ReqLog.MaxAge.String()).
 		Int64("reqlog_max_bytes", c.ReqLog.MaxBytes).
 		Str("leader_lease", c.LeaderLease.String())
+	if c.UsesEmbeddedNATS() {
+		sync := c.NATS.Sync.String()
+		if c.NATS.SyncAlways {
+			sync = "always"
+		}
+		e.Str("nats_sync", sync)
+	}
 }
 
 // setDefaults fills every unset field: zero numbers, empty strings and lists.
@@ -341,6 +361,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReqLog.MaxAge == 0 {
 		c.ReqLog.MaxAge = defaultReqLogMaxAge
+	}
+	if c.NATS.Sync == 0 {
+		c.NATS.Sync = defaultNATSSync
 	}
 	if c.LeaderLease == 0 {
 		c.LeaderLease = defaultLeaderLease
@@ -416,6 +439,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReqLog.MaxBytes < minReqLogMaxBytes {
 		errs = append(errs, varErrorf("REQLOG_MAX_BYTES", "must be at least 1MiB, got %d bytes", c.ReqLog.MaxBytes))
+	}
+	if !c.NATS.SyncAlways && c.NATS.Sync < minNATSSync {
+		errs = append(errs, varErrorf("NATS_SYNC", "must be \"always\" or a duration of at least %s, got %s", minNATSSync, c.NATS.Sync))
 	}
 	if c.LeaderLease < minLeaderLease {
 		errs = append(errs, varErrorf("LEADER_LEASE", "must be at least %s, got %s", minLeaderLease, c.LeaderLease))

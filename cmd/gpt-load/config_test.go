@@ -113,6 +113,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"METRICS_PUBLIC", c.MetricsPublic, false},
 		{"REQLOG_MAX_AGE", c.ReqLog.MaxAge, 72 * time.Hour},
 		{"LEADER_LEASE", c.LeaderLease, 10 * time.Second},
+		{"NATS_SYNC", c.NATS.Sync, time.Second},
 		{"REQLOG_MAX_BYTES", c.ReqLog.MaxBytes, int64(1 << 30)},
 		{"ListenAddr", c.ListenAddr(), "0.0.0.0:3001"},
 		{"UsesEmbeddedNATS", c.UsesEmbeddedNATS(), true},
@@ -140,6 +141,16 @@ func TestLoadConfigValues(t *testing.T) {
 		env   map[string]string
 		check func(t *testing.T, c Config)
 	}{
+		{"nats sync interval", map[string]string{"NATS_SYNC": "250ms"}, func(t *testing.T, c Config) {
+			if c.NATS.Sync != 250*time.Millisecond || c.NATS.SyncAlways {
+				t.Errorf("got %s %v", c.NATS.Sync, c.NATS.SyncAlways)
+			}
+		}},
+		{"nats sync always", map[string]string{"NATS_SYNC": "Always"}, func(t *testing.T, c Config) {
+			if !c.NATS.SyncAlways {
+				t.Error("not always")
+			}
+		}},
 		{"host and port", map[string]string{"HOST": " 127.0.0.1 ", "PORT": "8080"}, func(t *testing.T, c Config) {
 			if c.Host != "127.0.0.1" || c.Port != 8080 || c.ListenAddr() != "127.0.0.1:8080" {
 				t.Errorf("got %q %d %q", c.Host, c.Port, c.ListenAddr())
@@ -253,7 +264,7 @@ func TestLoadConfigValues(t *testing.T) {
 			want := NATSConfig{
 				URLs:  []string{"nats://n1:4222", "tls://user:pw@n2:4222", "ws://n3", "wss://n4:443/path"},
 				Creds: creds, User: "svc", Password: "pw", Token: "tok",
-				TLSCA: ca, TLSCert: cert, TLSKey: key, Replicas: 3,
+				TLSCA: ca, TLSCert: cert, TLSKey: key, Replicas: 3, Sync: time.Second,
 			}
 			if !reflect.DeepEqual(c.NATS, want) {
 				t.Errorf("got %+v, want %+v", c.NATS, want)
@@ -366,6 +377,8 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"reqlog max age too short", map[string]string{"REQLOG_MAX_AGE": "30s"}, "REQLOG_MAX_AGE", "must be at least 1m0s, got 30s"},
 		{"reqlog max age negative", map[string]string{"REQLOG_MAX_AGE": "-72h"}, "REQLOG_MAX_AGE", "must be at least"},
 		{"leader lease too short", map[string]string{"LEADER_LEASE": "200ms"}, "LEADER_LEASE", "must be at least 1s, got 200ms"},
+		{"nats sync word", map[string]string{"NATS_SYNC": "often"}, "NATS_SYNC", `"often" is not a duration`},
+		{"nats sync too short", map[string]string{"NATS_SYNC": "1ms"}, "NATS_SYNC", "must be \"always\" or a duration of at least 10ms, got 1ms"},
 		{"reqlog max bytes word", map[string]string{"REQLOG_MAX_BYTES": "lots"}, "REQLOG_MAX_BYTES", `"lots" is not a size`},
 		{"reqlog max bytes unknown unit", map[string]string{"REQLOG_MAX_BYTES": "1PiB"}, "REQLOG_MAX_BYTES", `"1PiB" is not a size`},
 		{"reqlog max bytes overflow", map[string]string{"REQLOG_MAX_BYTES": "99999999999TiB"}, "REQLOG_MAX_BYTES", "is not a size"},

@@ -265,6 +265,7 @@ func (n *node) connectNATS() (*nats.Conn, error) {
 	if n.cfg.UsesEmbeddedNATS() {
 		srv, err := embedded.Start(embedded.Config{
 			Name: n.cfg.NodeName, DataDir: n.cfg.DataDir, Listen: n.cfg.NATS.Listen,
+			SyncInterval: n.cfg.NATS.Sync, SyncAlways: n.cfg.NATS.SyncAlways,
 		}, n.log.With().Str("component", "nats").Logger())
 		if err != nil {
 			return nil, err

@@ -41,7 +41,7 @@ func serveNode(args []string) error {
 		return errors.New("node needs -upstream and -data")
 	}
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
-	srv, err := embedded.Start(embedded.Config{Name: "loadtest", DataDir: *dataDir}, log)
+	srv, err := embedded.Start(embedded.Config{Name: "loadtest", DataDir: *dataDir, SyncInterval: time.Second}, log) // as a node does (NATS_SYNC)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,10 @@ type Config struct {
 	Listen  string // host:port for TCP clients; empty: in-process only
 	// MaxMemory and MaxStore bound JetStream; 0 lets the server choose.
 	MaxMemory, MaxStore int64
+	// SyncInterval is how often the store is forced to disk (0: the server's default of
+	// two minutes); SyncAlways forces it after every write.
+	SyncInterval time.Duration
+	SyncAlways   bool
 }
 
 // Server is a running embedded nats-server.
@@ -42,6 +46,8 @@ func Start(cfg Config, log zerolog.Logger) (*Server, error) {
 		JetStreamMaxStore:  cfg.MaxStore,
 		NoSigs:             true, // the server must not trap SIGINT/SIGTERM and exit the process
 		DontListen:         cfg.Listen == "",
+		SyncInterval:       cfg.SyncInterval,
+		SyncAlways:         cfg.SyncAlways,
 	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)
