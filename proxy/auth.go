@@ -18,7 +18,7 @@ var credentialHeaders = []string{"Authorization", "X-Api-Key", "X-Goog-Api-Key",
 // query with every key parameter removed (re-encoded only when there was one).
 func ExtractKey(r *http.Request) (key, rawQuery string) {
 	rawQuery = r.URL.RawQuery
-	if strings.Contains(rawQuery, "key=") || strings.Contains(rawQuery, "%") {
+	if strings.Contains(rawQuery, "key") || strings.Contains(rawQuery, "%") {
 		key, rawQuery = cutKeyParams(rawQuery)
 	}
 	if key != "" {

@@ -30,6 +30,7 @@ func TestExtractKey(t *testing.T) {
 		{"an escaped name is a key too", "k%65y=q&a=1", nil, "q", "a=1"},
 		{"every key parameter is cut, the first wins", "key=q&a=1&key=r", nil, "q", "a=1"},
 		{"order and escapes of the rest kept", "z=1&key=q&a=%2F", nil, "q", "z=1&a=%2F"},
+		{"a key without a value is cut", "key&a=1", map[string]string{"Authorization": "Bearer b"}, "b", "a=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := http.NewRequest("GET", "http://x/proxy/g/v1?"+tc.query, nil)
