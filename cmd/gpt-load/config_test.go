@@ -708,7 +708,7 @@ func TestConfigValidate(t *testing.T) {
 		{"empty", func(c *Config) { *c = Config{} }, []string{
 			"PORT", "SERVER_READ_TIMEOUT", "SERVER_WRITE_TIMEOUT", "SERVER_IDLE_TIMEOUT",
 			"SERVER_GRACEFUL_SHUTDOWN_TIMEOUT", "DATA_DIR", "DATABASE_DSN",
-			"MAX_CONCURRENT_REQUESTS", "NODE_NAME", "REQLOG_MAX_AGE", "REQLOG_MAX_BYTES", "LEADER_LEASE", "LOG_FORMAT", "NATS_REPLICAS",
+			"MAX_CONCURRENT_REQUESTS", "NODE_NAME", "REQLOG_MAX_AGE", "REQLOG_MAX_BYTES", "NATS_SYNC", "LEADER_LEASE", "LOG_FORMAT", "NATS_REPLICAS",
 		}},
 		{"sub-second timeout", func(c *Config) { c.ReadTimeout = -time.Second / 2 }, []string{"SERVER_READ_TIMEOUT"}},
 		{"trace level", func(c *Config) { c.Log.Level = zerolog.TraceLevel }, []string{"LOG_LEVEL"}},
