@@ -144,6 +144,11 @@ func (c *codec) decode(subj string, h nats.Header, data []byte, seq uint64) (Eve
 	if ev.Meta.Time, err = time.Parse(time.RFC3339Nano, h.Get(hdrTime)); err != nil {
 		return ev, fmt.Errorf("event %d (%s): bad time: %w", seq, ev.Type, err)
 	}
+	if y := ev.Meta.Time.UTC().Year(); y < 1 || y > 9999 {
+		// The encoder writes UTC: a time that is only in range with its offset was not
+		// written by it, and could not be written back.
+		return ev, fmt.Errorf("event %d (%s): bad time %q: out of the years 1-9999 in UTC", seq, ev.Type, h.Get(hdrTime))
+	}
 	if ev.Fact, err = k.decode(data); err != nil {
 		return ev, fmt.Errorf("event %d (%s): %w", seq, ev.Type, err)
 	}
