@@ -16,10 +16,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/rs/zerolog"
 
 	"gpt-load/domain"
-	"gpt-load/events/embedded"
 	"gpt-load/events/eventstest"
 )
 
@@ -220,55 +218,17 @@ func mustLastSeq(t *testing.T, e *env) uint64 {
 	return pos.LastSeq
 }
 
-// natsOnPort runs an embedded JetStream server on a fixed loopback port and store, so a
-// test can stop it and start it again where it was.
-type natsOnPort struct {
-	t    *testing.T
-	dir  string
-	addr string
-	srv  *embedded.Server
-}
-
-func startNATSOnPort(t *testing.T) *natsOnPort {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &natsOnPort{t: t, dir: t.TempDir(), addr: ln.Addr().String()}
-	ln.Close()
-	n.start()
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *natsOnPort) start() {
-	n.t.Helper()
-	srv, err := embedded.Start(embedded.Config{Name: "restarted", DataDir: n.dir, Listen: n.addr}, zerolog.Nop())
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.srv = srv
-}
-
-func (n *natsOnPort) stop() {
-	if n.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n.srv.Close(ctx)
-	n.srv = nil
-}
-
-// connect dials the server over TCP and keeps reconnecting. Publishes are not buffered
+// connectRestartable dials the server over TCP and keeps reconnecting. Publishes are not buffered
 // while it is away (ReconnectBufSize -1): an outage longer than the client's buffer
 // behaves so, and the proxy must not count on the buffer.
-func (n *natsOnPort) connect(t testing.TB) *nats.Conn {
-	nc, err := nats.Connect("nats://"+n.addr, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(-1))
-	if err != nil {
-		t.Fatal(err)
+func connectRestartable(n *eventstest.Restartable) func(t testing.TB) *nats.Conn {
+	return func(t testing.TB) *nats.Conn {
+		nc, err := nats.Connect(n.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(-1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc
 	}
-	return nc
 }
 
 // TestHealthFactsSurviveNATSRestart: a cooldown and a blacklisting the proxy saw while
@@ -276,8 +236,8 @@ func (n *natsOnPort) connect(t testing.TB) *nats.Conn {
 // projection has them; the node's own projection follows the log again too.
 func TestHealthFactsSurviveNATSRestart(t *testing.T) {
 	t.Parallel()
-	ns := startNATSOnPort(t)
-	e := newEnv(t, envOpts{connect: ns.connect})
+	ns := eventstest.StartRestartable(t)
+	e := newEnv(t, envOpts{connect: connectRestartable(ns)})
 	limited := newUpstream(t, func(w http.ResponseWriter, r *http.Request, c call) {
 		w.Header().Set("Retry-After", "3600")
 		jsonError(w, 429, "Rate limit reached")
@@ -290,7 +250,7 @@ func TestHealthFactsSurviveNATSRestart(t *testing.T) {
 	black := e.group("black", groupOpts{upstreams: []string{refused.URL}, config: map[string]any{"max_retries": 0, "blacklist_threshold": 1}})
 	e.addKeys(black, "sk-black")
 
-	ns.stop()
+	ns.Stop()
 	if resp, body := e.do("POST", e.url("cool", "/v1/chat/completions"), "sk-global", `{}`); resp.StatusCode != 429 {
 		t.Fatalf("rate-limited key: %d %s", resp.StatusCode, body)
 	}
@@ -305,7 +265,7 @@ func TestHealthFactsSurviveNATSRestart(t *testing.T) {
 		return nil
 	})
 	time.Sleep(300 * time.Millisecond) // let a few publish rounds fail
-	ns.start()
+	ns.Start()
 	eventstest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if n := e.h.WaitingFacts(); n != 0 {
 			return fmt.Errorf("%d facts still waiting", n)

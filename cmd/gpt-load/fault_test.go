@@ -23,7 +23,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/uptrace/bun"
 
-	"gpt-load/events/embedded"
 	"gpt-load/events/eventstest"
 	"gpt-load/projections/sqlstore"
 	"gpt-load/projections/sqlstore/sqlstoretest"
@@ -236,43 +235,6 @@ func TestSIGKILLLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 }
 
-// runNATSOnPort runs a JetStream server in this process on a fixed port and store
-// directory, standing in for an external NATS server the test can stop and start again.
-type natsOnPort struct {
-	t    *testing.T
-	dir  string
-	port int
-	srv  *embedded.Server
-}
-
-func startNATSOnPort(t *testing.T) *natsOnPort {
-	n := &natsOnPort{t: t, dir: t.TempDir(), port: freePort(t)}
-	n.start()
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *natsOnPort) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.port) }
-
-func (n *natsOnPort) start() {
-	n.t.Helper()
-	srv, err := embedded.Start(embedded.Config{Name: "external", DataDir: n.dir, Listen: "127.0.0.1:" + strconv.Itoa(n.port)}, zerolog.Nop())
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.srv = srv
-}
-
-func (n *natsOnPort) stop() {
-	if n.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n.srv.Close(ctx)
-	n.srv = nil
-}
-
 // TestNATSRestartInExternalMode stops the service's external NATS server under load for a
 // few seconds and starts it again on the same port and store: the service recovers without
 // help, no acknowledged admin write is lost, and the logs of all completed requests reach
@@ -280,10 +242,10 @@ func (n *natsOnPort) stop() {
 func TestNATSRestartInExternalMode(t *testing.T) {
 	t.Parallel()
 	up := faultUpstream(t)
-	ns := startNATSOnPort(t)
+	ns := eventstest.StartRestartable(t)
 	port := freePort(t)
 	p := startProc(t, t.TempDir(), "PORT="+strconv.Itoa(port), "HOST=127.0.0.1", "AUTH_KEY="+e2eAdminKey,
-		"NATS_URL="+ns.url(), "DATA_DIR=data")
+		"NATS_URL="+ns.URL(), "DATA_DIR=data")
 	p.waitHealthy(t)
 	l := startFaultLoad(t, port, "natsgone", up, 4)
 	l.waitFor(t, 60*time.Second, func() error {
@@ -292,11 +254,11 @@ func TestNATSRestartInExternalMode(t *testing.T) {
 		}
 		return nil
 	})
-	ns.stop()
+	ns.Stop()
 	down := l.completed.Load()
 	<-time.After(3 * time.Second)
 	servedWhileDown := l.completed.Load() - down
-	ns.start()
+	ns.Start()
 	ackedBefore := len(l.ackedGroups())
 	// Recovery: admin writes are acknowledged again, without anyone's help.
 	l.waitFor(t, 60*time.Second, func() error {
