@@ -32,6 +32,24 @@ func adminRequest(t *testing.T, port int, adminKey, method, path, body string) (
 	return resp.StatusCode, raw
 }
 
+// adminData is adminRequest that wants a 200 and decodes the envelope's data into out
+// (if not nil).
+func adminData(t *testing.T, port int, adminKey, method, path, body string, out any) {
+	t.Helper()
+	code, raw := adminRequest(t, port, adminKey, method, path, body)
+	if code != http.StatusOK {
+		t.Fatalf("%s %s: %d %s", method, path, code, raw)
+	}
+	if out != nil {
+		var env struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(raw, &env); err != nil || json.Unmarshal(env.Data, out) != nil {
+			t.Fatalf("%s %s: cannot decode %s", method, path, raw)
+		}
+	}
+}
+
 // api calls the admin API of p and decodes the envelope's data into out (if not nil).
 func api(t *testing.T, p *proc, method, path, body string, out any) {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -78,19 +77,13 @@ func populate(t *testing.T, dir, key string) {
 	upstream := rekeyUpstream(t)
 	env := []string{"PORT=" + strconv.Itoa(freePort(t)), "HOST=127.0.0.1", "ENCRYPTION_KEY=" + key}
 	n := startRekeyNode(t, dir, env)
-	var g struct {
-		ID uint64 `json:"id"`
-	}
-	n.call(t, "POST", "/api/groups", `{"name":"rk","channel_type":"openai","test_model":"m","proxy_keys":"`+rkProxy+`",
-		"header_rules":[{"key":"X-Upstream-Token","value":"`+rkHdr+`","action":"set"}],
-		"upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
-	n.call(t, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"%s\n%s\n%s"}`, g.ID, rkGood, rkBad, rkCool), nil)
+	gid := n.seedGroup(t, upstream.URL)
 	for range 8 {
 		if code := n.proxy(t); code != 200 {
 			t.Fatalf("proxied call: %d", code)
 		}
 	}
-	n.waitCounted(t, g.ID, 8)
+	n.waitCounted(t, gid, 8)
 	n.stop(t, 20*time.Second)
 }
 

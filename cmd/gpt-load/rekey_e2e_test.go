@@ -72,18 +72,21 @@ func startRekeyNode(t *testing.T, dir string, env []string) *rekeyNode {
 
 func (n *rekeyNode) call(t *testing.T, method, path, body string, out any) {
 	t.Helper()
-	code, raw := adminRequest(t, n.port, n.admin, method, path, body)
-	if code != http.StatusOK {
-		t.Fatalf("%s %s: %d %s", method, path, code, raw)
+	adminData(t, n.port, n.admin, method, path, body, out)
+}
+
+// seedGroup creates the group "rk" (with a proxy key and a header rule, both secrets)
+// on upstreamURL with the good, the bad and the cooling key, and answers its id.
+func (n *rekeyNode) seedGroup(t *testing.T, upstreamURL string) uint64 {
+	t.Helper()
+	var g struct {
+		ID uint64 `json:"id"`
 	}
-	if out != nil {
-		var env struct {
-			Data json.RawMessage `json:"data"`
-		}
-		if err := json.Unmarshal(raw, &env); err != nil || json.Unmarshal(env.Data, out) != nil {
-			t.Fatalf("%s %s: cannot decode %s", method, path, raw)
-		}
-	}
+	n.call(t, "POST", "/api/groups", `{"name":"rk","channel_type":"openai","test_model":"m","proxy_keys":"`+rkProxy+`",
+		"header_rules":[{"key":"X-Upstream-Token","value":"`+rkHdr+`","action":"set"}],
+		"upstreams":[{"url":"`+upstreamURL+`","weight":1}]}`, &g)
+	n.call(t, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"%s\n%s\n%s"}`, g.ID, rkGood, rkBad, rkCool), nil)
+	return g.ID
 }
 
 func (n *rekeyNode) proxy(t *testing.T) int {
@@ -236,13 +239,7 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 
 	// In clear: a group with a proxy key and a header rule, keys from text.
 	n := startRekeyNode(t, dir, clear)
-	var g struct {
-		ID uint64 `json:"id"`
-	}
-	n.call(t, "POST", "/api/groups", `{"name":"rk","channel_type":"openai","test_model":"m","proxy_keys":"`+rkProxy+`",
-		"header_rules":[{"key":"X-Upstream-Token","value":"`+rkHdr+`","action":"set"}],
-		"upstreams":[{"url":"`+upstream.URL+`","weight":1}]}`, &g)
-	n.call(t, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"%s\n%s\n%s"}`, g.ID, rkGood, rkBad, rkCool), nil)
+	gid := n.seedGroup(t, upstream.URL)
 	for range 3 {
 		if code := n.proxy(t); code != 200 {
 			t.Fatalf("proxied call in clear: %d", code)
@@ -281,7 +278,7 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 	if st := n.encryptionStatus(t); st["has_mismatch"] != true || st["scenario_type"] != "data_not_encrypted" {
 		t.Fatalf("encryption status with a key on clear data: %v", st)
 	}
-	n.call(t, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"%s"}`, g.ID, rkMixed), nil)
+	n.call(t, "POST", "/api/keys/add-multiple", fmt.Sprintf(`{"group_id":%d,"keys_text":"%s"}`, gid, rkMixed), nil)
 	n.stop(t, 20*time.Second)
 
 	// Enable.
@@ -300,7 +297,7 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 	mw := multipart.NewWriter(&body)
 	fw, _ := mw.CreateFormFile("file", "keys.txt")
 	io.WriteString(fw, rkFile+"\n")
-	mw.WriteField("group_id", strconv.FormatUint(g.ID, 10))
+	mw.WriteField("group_id", strconv.FormatUint(gid, 10))
 	mw.Close()
 	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/api/keys/add-async", n.port), &body)
 	req.Header.Set("Authorization", "Bearer "+n.admin)
@@ -356,18 +353,18 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 			t.Fatalf("proxied call with K1: %d", code)
 		}
 	}
-	code, exported := adminRequest(t, n.port, n.admin, "GET", fmt.Sprintf("/api/keys/export?group_id=%d&status=all", g.ID), "")
+	code, exported := adminRequest(t, n.port, n.admin, "GET", fmt.Sprintf("/api/keys/export?group_id=%d&status=all", gid), "")
 	if code != 200 || !bytes.Contains(exported, []byte(rkFile)) {
 		t.Fatalf("export: %d %q", code, exported)
 	}
 	var invalid struct {
 		Items []map[string]any `json:"items"`
 	}
-	n.call(t, "GET", fmt.Sprintf("/api/keys?group_id=%d&status=invalid", g.ID), "", &invalid)
+	n.call(t, "GET", fmt.Sprintf("/api/keys?group_id=%d&status=invalid", gid), "", &invalid)
 	if len(invalid.Items) != 1 || invalid.Items[0]["key_value"] != rkBad {
 		t.Fatalf("blacklisted keys: %v, want the 401 key", invalid.Items)
 	}
-	n.waitCounted(t, g.ID, 15)
+	n.waitCounted(t, gid, 15)
 	before := n.picture(t)
 	n.stop(t, 20*time.Second)
 	outputs["node output (K1)"] = n.out.String()
@@ -407,7 +404,7 @@ func TestMigrateKeysThroughTheBinary(t *testing.T) {
 	if code := n.proxy(t); code != 200 {
 		t.Fatalf("proxied call with K2: %d", code)
 	}
-	n.waitCounted(t, g.ID, 16)
+	n.waitCounted(t, gid, 16)
 	before = n.picture(t)
 	n.stop(t, 20*time.Second)
 	outputs["node output (K2)"] = n.out.String()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -62,18 +61,7 @@ func adminCall(t *testing.T, p *proc, method, path, body string) (int, []byte) {
 // adminOK calls the admin API and decodes the envelope's data into out (if not nil).
 func adminOK(t *testing.T, p *proc, method, path, body string, out any) {
 	t.Helper()
-	code, raw := adminCall(t, p, method, path, body)
-	if code != http.StatusOK {
-		t.Fatalf("%s %s: %d %s", method, path, code, raw)
-	}
-	if out != nil {
-		var env struct {
-			Data json.RawMessage `json:"data"`
-		}
-		if err := json.Unmarshal(raw, &env); err != nil || json.Unmarshal(env.Data, out) != nil {
-			t.Fatalf("%s %s: cannot decode %s", method, path, raw)
-		}
-	}
+	adminData(t, p.port, secAdmin, method, path, body, out)
 }
 
 // sqlTarget is the database a node writes to in TestNoSecretAtRest.
